@@ -1,0 +1,141 @@
+"""Images in and out: load whatever a user has on disk, size it the way each recipe's source did, save it.
+
+The engine works on float32 RGB arrays in 0..255, shape (H, W, 3); the Caffe preprocessing happens
+inside the graph, so nothing here knows about BGR or the ImageNet mean.
+"""
+import os
+import warnings
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
+
+from .atomic import atomic_path
+from .errors import UserError
+
+# PIL filters by name; `cv2-linear` is cv2.resize's default, used by seed 002 on float32 arrays.
+RESAMPLERS = {
+    "lanczos": Image.Resampling.LANCZOS,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "nearest": Image.Resampling.NEAREST,
+    "cv2-linear": None,
+}
+SIZE_MODES = ("long-side", "height", "square", "native")
+
+
+def _to_rgb(img):
+    """Flatten any Pillow mode to 8-bit RGB; transparency is composited on white (what a viewer shows)."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit greyscale: Pillow's own conversion clips at 255, so rescale by hand.
+        grey = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if grey.max(initial=0) > 255 else 255.0
+        img = Image.fromarray(np.round(grey * (255.0 / peak)).clip(0, 255).astype(np.uint8), "L")
+    if img.mode == "F":
+        img = Image.fromarray(np.asarray(img, np.float64).clip(0, 255).astype(np.uint8), "L")
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return img.convert("RGB")
+
+
+def load_image(path):
+    """Read an image file as float32 RGB (H, W, 3): EXIF orientation applied, first frame of an animation."""
+    if not os.path.exists(path):
+        raise UserError(f"{path}: no such file; check the path")
+    if os.path.isdir(path):
+        raise UserError(f"{path}: is a directory, not an image file")
+    if not os.access(path, os.R_OK):
+        raise UserError(f"{path}: cannot be read (permission denied); check the file's permissions")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as img:
+                img.seek(0)
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                rgb = _to_rgb(img)
+    except Image.DecompressionBombError as exc:
+        raise UserError(f"{path}: too large to decode safely ({exc}); downscale it first") from None
+    except UnidentifiedImageError:
+        raise UserError(f"{path}: not an image Pillow can read; use a PNG or JPEG") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise UserError(f"{path}: corrupt or truncated image ({exc}); re-export or re-download it") from None
+    if min(rgb.size) < 1:
+        raise UserError(f"{path}: image has no pixels")
+    return np.asarray(rgb, dtype=np.float32)
+
+
+def target_shape(shape, size, mode):
+    """(H, W) after sizing: `long-side` keeps the aspect ratio (rounded, as seed 000), `height` sets rows
+    and scales cols with int() (the Keras example), `square` is size x size (seed 002), `native` keeps it."""
+    h, w = shape[:2]
+    if mode == "native" or size is None:
+        return h, w
+    if mode == "long-side":
+        scale = size / max(h, w)
+        return max(1, round(h * scale)), max(1, round(w * scale))
+    if mode == "height":
+        return size, max(1, int(w * size / h))
+    if mode == "square":
+        return size, size
+    raise ValueError(f"unknown size mode {mode!r}")
+
+
+def resize(image, shape, method):
+    """Resize float32 RGB to (H, W) with the named method; PIL filters run on 8-bit data as the seeds did."""
+    h, w = shape
+    if image.shape[:2] == (h, w):
+        return image
+    if method == "cv2-linear":
+        return cv2.resize(np.ascontiguousarray(image, np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    pil = Image.fromarray(np.clip(np.round(image), 0, 255).astype(np.uint8), "RGB")
+    return np.asarray(pil.resize((w, h), RESAMPLERS[method]), dtype=np.float32)
+
+
+def to_uint8(image):
+    return np.clip(np.round(image), 0, 255).astype(np.uint8)
+
+
+def check_output_extension(path):
+    """The Pillow format for an output path, or a UserError naming the extensions it knows."""
+    ext = os.path.splitext(path)[1].lower()
+    fmt = Image.registered_extensions().get(ext)
+    if fmt is None or fmt not in Image.SAVE:
+        raise UserError(f"{path}: unknown image extension {ext or '(none)'!r}; use .png or .jpg")
+    return fmt
+
+
+def save_image(image, path):
+    """Write float RGB (clipped, rounded) atomically; the format follows the extension."""
+    fmt = check_output_extension(path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(to_uint8(image), "RGB").save(tmp, format=fmt)
+
+
+def demo_pair(size=256):
+    """A content/style pair drawn here (no third-party image ships): a village under a sun, and swirls."""
+    h, w = size * 3 // 4, size
+    content = Image.new("RGB", (w, h))
+    draw = ImageDraw.Draw(content)
+    for y in range(h):  # sky gradient
+        t = y / h
+        draw.line([(0, y), (w, y)], fill=(int(90 + 120 * t), int(150 + 80 * t), 235))
+    draw.ellipse([w * 0.72, h * 0.08, w * 0.88, h * 0.3], fill=(250, 220, 90))
+    draw.polygon([(0, h * 0.65), (w * 0.3, h * 0.5), (w * 0.6, h * 0.62), (w, h * 0.48), (w, h), (0, h)],
+                 fill=(70, 140, 60))
+    for i, x0 in enumerate(np.linspace(0.08, 0.7, 4) * w):
+        top, side = h * (0.55 + 0.03 * (i % 2)), w * 0.14
+        draw.rectangle([x0, top, x0 + side, top + side], fill=(200 - 30 * i, 120 + 20 * i, 90))
+        draw.polygon([(x0 - 4, top), (x0 + side / 2, top - side * 0.6), (x0 + side + 4, top)], fill=(150, 40, 40))
+        draw.rectangle([x0 + side * 0.35, top + side * 0.45, x0 + side * 0.65, top + side], fill=(60, 40, 30))
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    swirl = np.sin(np.arctan2(yy - h / 2, xx - w / 2) * 5 + np.hypot(yy - h / 2, xx - w / 2) / 6)
+    ripple = np.sin(xx / 9 + 3 * np.sin(yy / 17))
+    t = (0.5 + 0.25 * swirl + 0.25 * ripple)[..., None]
+    night, star = np.array([20, 40, 110], np.float32), np.array([245, 210, 70], np.float32)
+    style = (1 - t) * night + t * star + 25 * np.sin(yy / 3)[..., None] * np.array([0.2, 0.5, 1.0], np.float32)
+    return np.asarray(content, np.float32), np.clip(style, 0, 255).astype(np.float32)

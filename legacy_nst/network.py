@@ -1,0 +1,99 @@
+"""VGG16/VGG19 from a table of block sizes, as tf.nn ops in a tf.compat.v1 graph.
+
+The network takes an RGB image in 0..255 and does Keras' "caffe" preprocessing itself, so every optimiser
+and clip works on plain pixels. It is built only as deep as the deepest layer a loss reads: VGG19 up to
+block3_conv1 is 5 convolutions instead of 16.
+"""
+import difflib
+import re
+
+import numpy as np
+import tensorflow as tf
+
+from .errors import UserError
+
+BLOCK_SIZES = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
+BLOCK_CHANNELS = (64, 128, 256, 512, 512)
+CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], np.float32)
+POOLINGS = ("max", "avg")
+
+
+def layer_sequence(network):
+    """Keras layer names in order, pools included: block1_conv1, block1_conv2, block1_pool, ..."""
+    names = []
+    for block, size in enumerate(BLOCK_SIZES[network], start=1):
+        names += [f"block{block}_conv{i}" for i in range(1, size + 1)] + [f"block{block}_pool"]
+    return names
+
+
+def conv_layers(network):
+    return [name for name in layer_sequence(network) if "_conv" in name]
+
+
+def conv_shapes(network):
+    """{layer: (kernel shape HWIO, bias shape)} as in the Keras weight files."""
+    shapes, channels_in = {}, 3
+    for name in conv_layers(network):
+        channels_out = BLOCK_CHANNELS[int(name[5]) - 1]
+        shapes[name] = ((3, 3, channels_in, channels_out), (channels_out,))
+        channels_in = channels_out
+    return shapes
+
+
+def layer_depth(network, name):
+    return conv_layers(network).index(name)
+
+
+def canonical_layer(network, name):
+    """Keras name for `block4_conv2`, `conv4_2`, `relu4_2`, or a 0-based conv index (seed 002's ids)."""
+    text = str(name).strip()
+    names = conv_layers(network)
+    match = re.fullmatch(r"(?:conv|relu)(\d)_(\d)", text)
+    if match:
+        text = f"block{match.group(1)}_conv{match.group(2)}"
+    elif re.fullmatch(r"\d+", text):
+        if int(text) >= len(names):
+            raise UserError(f"layer index {text} is out of range: {network} has conv layers 0..{len(names) - 1}")
+        return names[int(text)]
+    if text in names:
+        return text
+    close = difflib.get_close_matches(text, names + [f"conv{n[5]}_{n[-1]}" for n in names], n=1)
+    hint = f"did you mean {close[0]}?" if close else f"use names like {names[0]} or conv1_1"
+    raise UserError(f"unknown {network} layer {name!r}; {hint}")
+
+
+def min_input_side(network, layers):
+    """Smallest image side that still leaves the deepest layer at least one pixel: one halving per pool."""
+    deepest_block = max(int(canonical_layer(network, name)[5]) for name in layers)
+    return 2 ** (deepest_block - 1)
+
+
+class VGG:
+    """The conv stack up to `deepest`, its weights held as graph constants shared by every call."""
+
+    def __init__(self, network, params, deepest, pooling="max"):
+        if pooling not in POOLINGS:
+            raise UserError(f"unknown pooling {pooling!r}; use max or avg")
+        names = conv_layers(network)
+        self.layers = names[: names.index(deepest) + 1]
+        self.pooling = pooling
+        self._params = {}
+        for name in self.layers:
+            kernel, bias = params[name]
+            if name == names[0]:
+                # The caffe preprocessing's RGB->BGR swap, folded into the first kernel's input channels.
+                kernel = kernel[:, :, ::-1, :]
+            self._params[name] = (tf.constant(kernel, name=f"{name}_kernel"), tf.constant(bias, name=f"{name}_bias"))
+
+    def __call__(self, rgb):
+        """{layer: activation after ReLU} for an RGB 0..255 batch (N, H, W, 3)."""
+        x = rgb - tf.constant(CAFFE_MEAN_BGR[::-1].copy())
+        features = {}
+        for name in self.layers:
+            if name.endswith("_conv1") and name != self.layers[0]:
+                pool = tf.nn.max_pool2d if self.pooling == "max" else tf.nn.avg_pool2d
+                x = pool(x, ksize=2, strides=2, padding="VALID")
+            kernel, bias = self._params[name]
+            x = tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(x, kernel, strides=1, padding="SAME"), bias))
+            features[name] = x
+        return features

@@ -1,0 +1,226 @@
+"""Each source's algorithm as one frozen record: every number and choice, and a note on its quirks.
+
+The engine is generic; a recipe only picks named forms (see losses.py) and numbers, so two recipes can be
+diffed field by field (`legacy-nst --show-recipe NAME`). Any field can be overridden from the CLI.
+"""
+import dataclasses
+import difflib
+import math
+from dataclasses import dataclass, fields
+
+from . import images, losses, network, optimisers
+from .errors import UserError
+
+CONV1_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
+INITS = ("content", "noise", "style")
+NOISES = ("uniform", "uniform+128", "gaussian")
+KEEPS = ("best", "last")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    source: str
+    quirks: str
+    # network and images
+    network: str = "vgg19"
+    pooling: str = "max"
+    size: int | None = 512  # meaning set by size_mode; None keeps the image's own size
+    size_mode: str = "long-side"  # long-side | height | square | native
+    style_sizing: str = "own"  # own: the style is sized like the content's rule; match-content: same H, W
+    resample: str = "lanczos"
+    # layers (per-layer weights: empty means 1/len)
+    content_layers: tuple = ("block5_conv2",)
+    content_layer_weights: tuple = ()
+    style_layers: tuple = CONV1_LAYERS
+    style_layer_weights: tuple = ()
+    # loss forms and weights
+    content_form: str = "mean"
+    gram_norm: str = "raw"
+    style_form: str = "mean"
+    style_scale: str = "none"
+    tv_form: str = "none"
+    content_weight: float = 1.0
+    style_weight: float = 1.0
+    tv_weight: float = 0.0
+    style_weight_twice: bool = False
+    adaptive: bool = False
+    # optimiser
+    optimizer: str = "lbfgs"
+    iterations: int = 10  # L-BFGS: outer restarts; Adam / gd: steps
+    maxfun: int = 20  # L-BFGS evaluations per restart
+    lbfgs_bounds: bool = False
+    lbfgs_stop_early: bool = True  # scipy's default tolerances; False runs all maxfun evaluations
+    learning_rate: float = 1.0  # Adam's learning rate or descent's step
+    beta1: float = 0.9
+    beta2: float = 0.999
+    epsilon: float = 1e-8
+    gd_norm: str = "std"
+    gd_eps: float = 1e-8
+    clip: bool = False
+    # start and outputs
+    init: str = "content"
+    noise: str = "uniform"  # uniform: U[0,1) in preprocessed space; uniform+128: seed 002; gaussian: N(0, 1e-3)
+    keep: str = "last"
+    save_every: int = 0  # save the image every N iterations (0: never)
+    grid: tuple = ()  # (rows, cols) of intermediate images, spread evenly over the run
+    print_every: int = 1
+
+    def check(self):
+        """A validated copy with layer names in Keras form; every problem is a UserError naming the field."""
+        choices = {"network": tuple(network.BLOCK_SIZES), "pooling": network.POOLINGS,
+                   "size_mode": images.SIZE_MODES, "style_sizing": ("own", "match-content"),
+                   "resample": tuple(images.RESAMPLERS), "content_form": losses.CONTENT_FORMS,
+                   "gram_norm": losses.GRAM_NORMS, "style_form": losses.STYLE_FORMS,
+                   "style_scale": losses.STYLE_SCALES, "tv_form": losses.TV_FORMS,
+                   "optimizer": optimisers.OPTIMIZERS, "gd_norm": optimisers.GD_NORMS,
+                   "init": INITS, "noise": NOISES, "keep": KEEPS}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise UserError(f"{name} {getattr(self, name)!r} is not one of: {', '.join(allowed)}")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise UserError(f"{f.name} must be a finite number, got {value}")
+        for name in ("iterations", "maxfun", "print_every"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.size is not None and self.size < 1:
+            raise UserError(f"size must be a positive number of pixels, got {self.size}")
+        if self.save_every < 0:
+            raise UserError(f"save_every must be 0 (never) or positive, got {self.save_every}")
+        for name in ("content_weight", "style_weight", "tv_weight", "learning_rate"):
+            if getattr(self, name) < 0:
+                raise UserError(f"{name} must not be negative, got {getattr(self, name)}")
+        for kind in ("content", "style"):
+            layers = getattr(self, f"{kind}_layers")
+            if not layers:
+                raise UserError(f"{kind}_layers is empty; give at least one layer")
+            weights = getattr(self, f"{kind}_layer_weights")
+            if weights and len(weights) != len(layers):
+                raise UserError(f"{kind}_layer_weights has {len(weights)} values for {len(layers)} layers")
+        return dataclasses.replace(
+            self,
+            content_layers=tuple(network.canonical_layer(self.network, n) for n in self.content_layers),
+            style_layers=tuple(network.canonical_layer(self.network, n) for n in self.style_layers))
+
+    @property
+    def layers(self):
+        return tuple(dict.fromkeys(self.content_layers + self.style_layers))
+
+
+RECIPES = {r.name: r for r in (
+    Recipe(
+        name="preview",
+        source="legacy_nst's own fast preview: VGG19 blocks 1-3 only (runs on the partial weights)",
+        quirks="Normalised Grams (÷ C·H·W, as jcjohnson/neural-style) so the layers weigh alike; "
+               "L-BFGS-B with pixel bounds never leaves 0..255, so no clip or TV is needed at this size.",
+        size=320, content_layers=("block3_conv2",), style_layers=CONV1_LAYERS[:3],
+        content_form="mean", gram_norm="elements", style_form="sum", style_layer_weights=(1.0, 1.0, 1.0),
+        content_weight=1.0, style_weight=0.1, optimizer="lbfgs", iterations=1, maxfun=120,
+        lbfgs_bounds=True, lbfgs_stop_early=False, init="content", keep="best", print_every=10),
+    Recipe(
+        name="tf-eager-blog",
+        source="seeds 000/001: the TensorFlow blog post 'Neural Style Transfer with eager execution' "
+               "(Vietnamese and Russian retellings)",
+        quirks="Gram ÷ H·W; style and content are reduce_mean. Adam in the preprocessed space is the same "
+               "update on RGB pixels (a channel flip and a shift). The clip to [−mean, 255 − mean] is "
+               "commented out in seed 000 (set clip=true for the original post's). The blog pairs the loss "
+               "of step i with the image after step i; here the best image is the one the best loss was "
+               "measured on. The 2 × 5 grid shows every 100th iteration.",
+        size=512, content_layers=("block5_conv2",), content_form="mean", gram_norm="positions",
+        style_form="mean", content_weight=1e3, style_weight=1e-2, optimizer="adam", iterations=1000,
+        learning_rate=5.0, beta1=0.99, epsilon=1e-1, init="content", keep="best", grid=(2, 5),
+        print_every=100),
+    Recipe(
+        name="hvass-vgg16",
+        source="seed 002: Vietnamese TF1 post after Hvass-Labs tutorial 15 (VGG16, pure graph)",
+        quirks="Layer ids index the 13 conv layers (content [4] = block3_conv1, style range(13)). Gram is "
+               "unnormalised, each term a reduce_mean. Adaptive normalisation: each term × 1/(L + 1e-10) "
+               "from the current image; the seed assigns the adj variables in the same session.run as the "
+               "gradient, so TF1's op order decides which value the gradient sees (the first iteration "
+               "may see 1e-10): here it is always the current value. Weights of the example call "
+               "(2.0, 9.0, 0.4; function defaults 1.5, 10.0, 0.3). Images cv2.resize'd to 224 × 224.",
+        network="vgg16", size=224, size_mode="square", resample="cv2-linear",
+        content_layers=("block3_conv1",), style_layers=tuple(str(i) for i in range(13)),
+        content_form="mean", gram_norm="raw", style_form="mean", tv_form="denoise",
+        content_weight=2.0, style_weight=9.0, tv_weight=0.4, adaptive=True, optimizer="gd",
+        iterations=60, learning_rate=10.0, gd_norm="std", gd_eps=1e-8, clip=True, init="noise",
+        noise="uniform+128", save_every=10),
+    Recipe(
+        name="keras-lbfgs",
+        source="seed 003: Thai post of the Keras example neural_style_transfer.py",
+        quirks="Content and style resized to rows = 400, cols = width · 400 / height of the content with "
+               "Keras load_img's default (nearest). The seed runs content, style and the image as one "
+               "batch of 3; targets are the same numbers computed once. Style per layer ÷ (4 · 3² · (rows · "
+               "cols)²): channels = 3 and the IMAGE size hard-coded, not the layer's; the layer sum is "
+               "multiplied by style_weight again (style_weight_twice; a no-op at 1). TV on the cropped "
+               "(rows−1) × (cols−1) grid, ^1.25. Weights are the Keras example's defaults.",
+        size=400, size_mode="height", style_sizing="match-content", resample="nearest",
+        content_layers=("block5_conv2",), content_form="sum", gram_norm="raw", style_form="sum",
+        style_scale="image", tv_form="keras", content_weight=0.025, style_weight=1.0, tv_weight=1.0,
+        style_weight_twice=True, optimizer="lbfgs", iterations=10, maxfun=15, init="content",
+        save_every=1),
+    Recipe(
+        name="keras-gd-noise",
+        source="seed 004: Spanish post, Keras VGG19, normalised gradient descent from white noise",
+        quirks="Images at their own size. Content is block1_conv1, ½Σ(F − P)². Style layers block5..2_conv1 "
+               "weighted 1/(i + 2) (the post's final loop is not valid Python; this is its stated intent), "
+               "0.25 · Σ(G − A)² / (3 · H · W)² with the photo's H · W (the post hard-codes 422 · 750). "
+               "Gradient ÷ its RMS + 1e-5, step 0.01, no clip; init U[0, 1) in preprocessed space.",
+        size=None, size_mode="native", content_layers=("block1_conv1",),
+        style_layers=tuple(reversed(CONV1_LAYERS[1:])), style_layer_weights=(1 / 2, 1 / 3, 1 / 4, 1 / 5),
+        content_form="half-sum", gram_norm="raw", style_form="sum", style_scale="image",
+        content_weight=1.0, style_weight=1e2, optimizer="gd", iterations=1500, learning_rate=0.01,
+        gd_norm="rms", gd_eps=1e-5, clip=False, init="noise", noise="uniform", print_every=100),
+    Recipe(
+        name="gatys2016",
+        source="Gatys, Ecker, Bethge: Image Style Transfer Using CNNs (CVPR 2016)",
+        quirks="Average pooling, content conv4_2 ½Σ(F − P)², style conv1_1..conv5_1 at 1/5 each with "
+               "E = Σ(G − A)² / (4N²M²), α/β = 1e-3 (Fig. 3B). The paper's VGG was rescaled so every "
+               "filter's mean ImageNet activation is 1; the Keras weights are not, so the same α/β weighs "
+               "style differently (tune style_weight). Iteration count not given: 1000 L-BFGS evaluations "
+               "as jcjohnson/neural-style; white-noise init N(0, 1e-3) around the mean, as jcjohnson.",
+        pooling="avg", size=512, content_layers=("block4_conv2",), content_form="half-sum",
+        gram_norm="raw", style_form="sum", style_scale="layer", content_weight=1.0, style_weight=1e3,
+        optimizer="lbfgs", iterations=1, maxfun=1000, lbfgs_stop_early=False, init="noise",
+        noise="gaussian", print_every=50),
+)}
+DEFAULT_RECIPE = "keras-lbfgs"
+
+
+def _suggest(name, choices):
+    close = difflib.get_close_matches(name, choices, n=1)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+def get(name):
+    if name not in RECIPES:
+        raise UserError(f"unknown recipe {name!r}{_suggest(name, RECIPES)} (see --list-recipes)")
+    return RECIPES[name]
+
+
+def parse_field(name, text):
+    """Convert the CLI text for one field to the type of that field's default."""
+    defaults = {f.name: f.default for f in fields(Recipe) if f.name not in ("name", "source", "quirks")}
+    if name not in defaults:
+        raise UserError(f"unknown recipe field {name!r}{_suggest(name, defaults)}")
+    default = defaults[name]
+    try:
+        if isinstance(default, bool):
+            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return text.lower() in ("true", "1", "yes")
+        if isinstance(default, tuple):
+            items = text.replace(",", " ").split()
+            if name == "grid":
+                return tuple(int(t) for t in items)
+            return tuple(float(t) for t in items) if name.endswith("weights") else tuple(items)
+        if isinstance(default, float):
+            return float(text)
+        if isinstance(default, int) or name == "size":
+            return None if name == "size" and text.lower() == "none" else int(text)
+        return text
+    except ValueError:
+        kind = "true or false" if isinstance(default, bool) else type(default).__name__
+        raise UserError(f"{name}={text!r}: expected {kind}") from None

@@ -1,0 +1,20 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="legacy_nst",
+    version="0.1.0",
+    description="Classic Gatys-style neural style transfer as TF1-style graphs with L-BFGS",
+    packages=find_packages(include=["legacy_nst", "legacy_nst.*"]),
+    python_requires=">=3.11",
+    install_requires=[
+        "tensorflow>=2.16",
+        "scipy>=1.11",
+        "numpy>=1.26",
+        "pillow>=10",
+        "opencv-python-headless>=4.8",
+        "h5py>=3.9",
+        "tqdm>=4.66",
+    ],
+    extras_require={"test": ["pytest>=8", "hypothesis>=6.100", "keras>=3"]},
+    entry_points={"console_scripts": ["legacy-nst=legacy_nst.cli:entry_point"]},
+)
