@@ -3,6 +3,10 @@ import contextlib
 import os
 import tempfile
 
+# mkstemp creates files 0600; a finished file gets the mode open() would give it (0666 minus the umask).
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 @contextlib.contextmanager
 def atomic_path(path, overwrite=True):
@@ -11,10 +15,14 @@ def atomic_path(path, overwrite=True):
     base, ext = os.path.splitext(os.path.basename(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".part{ext}", dir=directory)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make every output private
     try:
         yield tmp
         if not overwrite and os.path.exists(path):
             raise FileExistsError(path)
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -58,6 +58,16 @@ def _finite_float(text):
     return value
 
 
+def _scales(text):
+    try:
+        sizes = [int(t) for t in text.replace(" ", "").split(",") if t]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected sizes like 256,512,1024") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: every size must be a positive number of pixels")
+    return sizes
+
+
 def build_parser():
     p = _Parser(prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter,
                 description="Classic (Gatys-style) neural style transfer. Each --recipe reproduces one "
@@ -106,6 +116,9 @@ def build_parser():
                      help="image size in pixels: the long side (or the recipe's own rule, see --show-recipe)")
     run.add_argument("--iterations", type=_positive_int, metavar="N",
                      help="optimiser iterations (L-BFGS: outer restarts of maxfun evaluations each)")
+    run.add_argument("--scales", type=_scales, metavar="N,N,...",
+                     help="multi-scale: optimise at each size in turn (e.g. 256,512,1024), each started from "
+                          "the previous result upsampled; --size is ignored")
     run.add_argument("--init", choices=recipes.INITS, help="start from the content, noise or the style")
     run.add_argument("--init-image", metavar="PATH", help="start from this image instead")
     run.add_argument("--seed", type=int, default=0, help="seed for noise inits (default 0)")
@@ -156,6 +169,9 @@ class Outputs:
         self.checkpoint = f"{stem}.checkpoint.npz"
         self.partial = f"{stem}.partial{ext}"
         self.recipe = recipe
+
+    def at_scale(self, size):
+        return f"{self.stem}_scale{size}{self.ext}"
 
     def at_iteration(self, i):
         return f"{self.stem}_at_iteration_{i}{self.ext}"
@@ -234,35 +250,57 @@ def run(args):
             raise UserError("--style-blend-weights must be non-negative with a positive sum")
     if args.resume and not os.path.isfile(args.resume):
         raise UserError(f"--resume {args.resume}: no such checkpoint file")
-    content, styles = _load_inputs(args)
-    init_image = images.load_image(args.init_image) if args.init_image else None
-    content, styles = size_images(recipe, content, styles)
-    if init_image is not None:
-        init_image = images.resize(init_image, content.shape[:2], recipe.resample).astype(np.float64)
+    if args.resume and args.scales:
+        raise UserError("--resume continues a single-scale run; drop --scales")
+    raw_content, raw_styles = _load_inputs(args)
+    previous = images.load_image(args.init_image) if args.init_image else None
     resume = _load_checkpoint(args.resume, recipe) if args.resume else None
     params = weights.load_weights(weights.resolve(recipe.network, args.weights), recipe.network, recipe.layers)
-    transfer = Transfer(recipe, content, styles, params, blend=args.style_blend_weights, seed=args.seed,
-                        device=args.device, init_image=init_image)
-    try:
-        return _optimise(args, recipe, transfer, outputs, resume)
-    finally:
-        transfer.close()
+    scales = args.scales or [recipe.size]
+    rows = []
+    start = time.perf_counter()
+    for k, size in enumerate(scales):
+        scaled = dataclasses.replace(recipe, size=size)
+        content, styles = size_images(scaled, raw_content, raw_styles)
+        init = None if previous is None else images.resize(previous, content.shape[:2], "lanczos").astype(np.float64)
+        transfer = Transfer(scaled, content, styles, params, blend=args.style_blend_weights, seed=args.seed,
+                            device=args.device, init_image=init)
+        try:
+            code, tracker, step = _optimise(args, scaled, transfer, outputs, resume, rows)
+        finally:
+            transfer.close()
+        if code != EXIT_OK:
+            return code
+        rows, previous = tracker.rows, tracker.result
+        if k < len(scales) - 1:
+            images.save_image(previous, outputs.at_scale(size))
+            print(f"scale {size}: saved {outputs.at_scale(size)}; continuing at {scales[k + 1]}")
+    images.save_image(tracker.result, outputs.result)
+    if recipe.grid:
+        save_grid(tracker, *recipe.grid, outputs.grid)
+    print(f"saved {outputs.result} ({step.evaluations if step else 0} evaluations, "
+          f"{time.perf_counter() - start:.1f} s, final loss {step.total:.4g}); losses in {outputs.log}")
+    return EXIT_OK
 
 
 def _on_sigterm(signum, frame):
     raise Terminated()
 
 
-def _optimise(args, recipe, transfer, outputs, resume):
-    rows, cols = recipe.grid or (0, 0)
-    tracker = Tracker(recipe.keep, grid_every=max(1, recipe.iterations // (rows * cols)) if rows else 0)
+def _optimise(args, recipe, transfer, outputs, resume, rows):
+    """Run the optimiser to the end; returns (exit code, tracker, last step). A run stopped by a signal or
+    a non-finite loss saves its best image as STEM.partial.EXT (never under the final name)."""
+    grid_rows, grid_cols = recipe.grid or (0, 0)
+    tracker = Tracker(recipe.keep, recipe.size,
+                      grid_every=max(1, recipe.iterations // (grid_rows * grid_cols)) if grid_rows else 0)
+    tracker.rows = list(rows)
     state = None
     if resume is not None:
         state, meta, arrays = resume
         tracker.restore(meta["tracker"], arrays)
     per_iteration = recipe.maxfun if recipe.optimizer == "lbfgs" else 1
-    bar = tqdm(total=recipe.iterations * per_iteration, disable=True if args.quiet else None, unit="eval", dynamic_ncols=True,
-               initial=(state["iteration"] * per_iteration if state else 0))
+    bar = tqdm(total=recipe.iterations * per_iteration, disable=True if args.quiet else None, unit="eval",
+               dynamic_ncols=True, initial=(state["iteration"] * per_iteration if state else 0))
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     start, step, code = time.perf_counter(), None, EXIT_OK
     steps = transfer.steps(state)
@@ -290,13 +328,8 @@ def _optimise(args, recipe, transfer, outputs, resume):
         bar.close()
     tracker.write_log(outputs.log)
     if code != EXIT_OK:
-        return _save_partial(outputs, tracker, code, step)
-    images.save_image(tracker.result, outputs.result)
-    if rows:
-        save_grid(tracker, rows, cols, outputs.grid)
-    print(f"saved {outputs.result} ({step.evaluations if step else 0} evaluations, "
-          f"{time.perf_counter() - start:.1f} s, final loss {step.total:.4g}); losses in {outputs.log}")
-    return EXIT_OK
+        _save_partial(outputs, tracker, code, step)
+    return code, tracker, step
 
 
 def _after_iteration(args, recipe, transfer, tracker, outputs, step):
@@ -316,12 +349,11 @@ def _save_partial(outputs, tracker, code, step):
     what = {EXIT_SIGINT: "interrupted", EXIT_SIGTERM: "terminated"}.get(code, "stopped")
     if tracker.safest is None:
         print(f"{PROG}: {what} before the first evaluation finished; nothing to save", file=sys.stderr)
-        return code
+        return
     images.save_image(tracker.safest, outputs.partial)
     resume = (f"; resume with --resume {outputs.checkpoint}" if os.path.exists(outputs.checkpoint) else "")
     print(f"{PROG}: {what} at iteration {step.iteration if step else 0}: best image so far saved to "
           f"{outputs.partial} (not a finished result){resume}", file=sys.stderr)
-    return code
 
 
 def main(argv=None):

@@ -10,19 +10,19 @@ from .atomic import write_text
 from .images import save_image, to_uint8
 from .losses import TERMS
 
-LOG_COLUMNS = ("iteration", "evaluations", "total") + TERMS + ("seconds",)
+LOG_COLUMNS = ("size", "iteration", "evaluations", "total") + TERMS + ("seconds",)
 
 
 class Tracker:
     """Keeps the log rows, the image to return (best finite loss, or last) and evenly spaced snapshots."""
 
-    def __init__(self, keep="last", grid_every=0):
-        self.keep, self.grid_every = keep, grid_every
+    def __init__(self, keep="last", size=None, grid_every=0):
+        self.keep, self.size, self.grid_every = keep, size, grid_every
         self.rows, self.snapshots = [], []
         self.best_total, self.best_image, self.last_image = math.inf, None, None
 
     def add(self, step, seconds):
-        self.rows.append({"iteration": step.iteration, "evaluations": step.evaluations, "total": step.total,
+        self.rows.append({"size": self.size, "iteration": step.iteration, "evaluations": step.evaluations, "total": step.total,
                           **step.terms, "seconds": round(seconds, 3)})
         if not math.isfinite(step.total):
             return False
