@@ -184,13 +184,19 @@ class Outputs:
         if not os.access(directory, os.W_OK):
             raise UserError(f"--output {self.result}: directory {directory} is not writable")
         for path in inputs:
-            if path and os.path.abspath(path) == os.path.abspath(self.result):
+            if path and os.path.realpath(path) == os.path.realpath(self.result):
                 raise UserError(f"--output {self.result} is also an input; choose another output path")
-        planned = [self.result, self.log]
+        planned = [self.result]
         if self.recipe.grid:
             planned.append(self.grid)
-        if self.recipe.save_every and not resuming:
-            planned.append(self.checkpoint)
+        if not resuming:  # a resumed run continues its own log, checkpoint and snapshots
+            planned += [self.log, self.partial]
+            if self.recipe.save_every:
+                planned += [self.checkpoint] + [self.at_iteration(i) for i in
+                                                range(0, self.recipe.iterations, self.recipe.save_every)]
+        for path in planned:
+            if os.path.isdir(path):
+                raise UserError(f"--output {self.result}: {path} is a directory; choose another --output")
         existing = [p for p in planned if os.path.exists(p)]
         if existing and not overwrite:
             raise UserError(f"{existing[0]} exists; pass --overwrite to replace it or choose another --output")
@@ -214,7 +220,7 @@ def _load_checkpoint(path, recipe):
             meta = json.loads(str(data["meta"]))
             state = {k: data[f"state_{k}"] for k in meta["state_keys"]}
             arrays = {k[len("tracker_"):]: data[k] for k in data.files if k.startswith("tracker_")}
-    except (OSError, ValueError, KeyError) as exc:
+    except Exception as exc:  # numpy, zipfile and json raise many types for truncated or foreign files
         raise UserError(f"--resume {path}: not a readable legacy-nst checkpoint ({exc})") from None
     saved = dict(meta["recipe"], iterations=recipe.iterations)
     current = json.loads(json.dumps(dataclasses.asdict(recipe)))
@@ -252,11 +258,15 @@ def run(args):
         raise UserError(f"--resume {args.resume}: no such checkpoint file")
     if args.resume and args.scales:
         raise UserError("--resume continues a single-scale run; drop --scales")
+    if args.seed < 0:
+        raise UserError(f"--seed {args.seed}: must be 0 or a positive whole number")
     raw_content, raw_styles = _load_inputs(args)
     previous = images.load_image(args.init_image) if args.init_image else None
     resume = _load_checkpoint(args.resume, recipe) if args.resume else None
-    params = weights.load_weights(weights.resolve(recipe.network, args.weights), recipe.network, recipe.layers)
     scales = args.scales or [recipe.size]
+    for size in scales:  # an image too small for the layers is refused before the weights are read
+        size_images(dataclasses.replace(recipe, size=size), raw_content, raw_styles)
+    params = weights.load_weights(weights.resolve(recipe.network, args.weights), recipe.network, recipe.layers)
     rows = []
     start = time.perf_counter()
     for k, size in enumerate(scales):
@@ -278,8 +288,9 @@ def run(args):
     images.save_image(tracker.result, outputs.result)
     if recipe.grid:
         save_grid(tracker, *recipe.grid, outputs.grid)
+    final = step.total if step else tracker.best_total  # no step: resumed from a finished run's checkpoint
     print(f"saved {outputs.result} ({step.evaluations if step else 0} evaluations, "
-          f"{time.perf_counter() - start:.1f} s, final loss {step.total:.4g}); losses in {outputs.log}")
+          f"{time.perf_counter() - start:.1f} s, final loss {final:.4g}); losses in {outputs.log}")
     return EXIT_OK
 
 
@@ -338,8 +349,6 @@ def _after_iteration(args, recipe, transfer, tracker, outputs, step):
         terms = ", ".join(f"{k} {v:.4e}" for k, v in step.terms.items())
         if not args.quiet:
             tqdm.write(f"iteration {i}: total {step.total:.4e}, {terms}", file=sys.stderr)
-    if tracker.grid_every and i % tracker.grid_every == 0:
-        tracker.snapshots.append((f"iteration {i}", transfer.state()["image"].astype(np.float32)))
     if recipe.save_every and i % recipe.save_every == 0:
         images.save_image(transfer.state()["image"], outputs.at_iteration(i))
         _save_checkpoint(outputs.checkpoint, recipe, transfer, tracker, args.seed)

@@ -3,6 +3,7 @@
 The engine works on float32 RGB arrays in 0..255, shape (H, W, 3); the Caffe preprocessing happens
 inside the graph, so nothing here knows about BGR or the ImageNet mean.
 """
+import io
 import os
 import warnings
 
@@ -50,6 +51,8 @@ def load_image(path):
         raise UserError(f"{path}: is a directory, not an image file")
     if not os.access(path, os.R_OK):
         raise UserError(f"{path}: cannot be read (permission denied); check the file's permissions")
+    if os.path.getsize(path) == 0:
+        raise UserError(f"{path}: empty file (0 bytes), not an image; re-export or re-download it")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -60,6 +63,8 @@ def load_image(path):
                 rgb = _to_rgb(img)
     except Image.DecompressionBombError as exc:
         raise UserError(f"{path}: too large to decode safely ({exc}); downscale it first") from None
+    except PermissionError:
+        raise UserError(f"{path}: cannot be read (permission denied); check the file's permissions") from None
     except UnidentifiedImageError:
         raise UserError(f"{path}: not an image Pillow can read; use a PNG or JPEG") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
@@ -106,6 +111,10 @@ def check_output_extension(path):
     fmt = Image.registered_extensions().get(ext)
     if fmt is None or fmt not in Image.SAVE:
         raise UserError(f"{path}: unknown image extension {ext or '(none)'!r}; use .png or .jpg")
+    try:  # some registered formats cannot hold RGB (.xbm, .msp) or have no writer installed (.h5, .grib)
+        Image.new("RGB", (8, 8)).save(io.BytesIO(), format=fmt)
+    except Exception:
+        raise UserError(f"{path}: cannot write RGB images as {fmt} ({ext}); use .png or .jpg") from None
     return fmt
 
 

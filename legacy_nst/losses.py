@@ -20,11 +20,19 @@ TERMS = ("content", "style", "tv")
 ADAPTIVE_EPS = 1e-10
 
 
+@tf.custom_gradient
+def _gram_raw(flat):
+    """FᵀF. Its gradient F (dG + dGᵀ) is one matmul; TF's own is two, (F dGᵀ) + (F dG), plus their sum."""
+    def grad(upstream):
+        return tf.matmul(flat, upstream + tf.transpose(upstream))
+    return tf.matmul(flat, flat, transpose_a=True), grad
+
+
 def gram(features, norm):
     """C×C Gram of a (1, H, W, C) activation; equal to the channels-first F Fᵀ of seeds 003/004."""
     channels = int(features.shape[-1])
     flat = tf.reshape(features, [-1, channels])
-    g = tf.matmul(flat, flat, transpose_a=True)
+    g = _gram_raw(flat)
     positions = tf.cast(tf.shape(flat)[0], tf.float32)
     if norm == "positions":
         return g / positions

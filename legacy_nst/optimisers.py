@@ -132,6 +132,7 @@ class LBFGS:
     def steps(self, state=None):
         recipe = self.recipe
         self._state = dict(state or self._state)
+        self.evaluator.runs = int(self._state.get("evaluations", 0))  # a resumed run counts on
         x = self._state["image"]
         shape = x.shape
         bounds = [(0.0, 255.0)] * x.size if recipe.lbfgs_bounds else None
@@ -156,7 +157,7 @@ class LBFGS:
             total, terms = seen.get(hash(image.tobytes()), (float(min_val), None))
             if terms is None:
                 terms = _terms(self.session.run(self.objective.terms, {self.image: image[None]}))
-            self._state = {"iteration": restart + 1, "image": x}
+            self._state = {"iteration": restart + 1, "image": x, "evaluations": self.evaluator.runs}
             yield Step(restart, self.evaluator.runs, image, total, terms, boundary=True)
 
 
@@ -227,9 +228,11 @@ class Adam:
 
     def steps(self, state=None):
         if state is not None:
-            for key, variable in self.slots.items():
-                value = state[key][None] if key == "image" else state[key]
-                variable.load(value, self.session)
+            # Graph mode for load(): outside the graph, with eager on, it tries an eager assign and fails.
+            with self.session.graph.as_default():
+                for key, variable in self.slots.items():
+                    value = state[key][None] if key == "image" else state[key]
+                    variable.load(value, self.session)
             self._iteration = state["iteration"]
         for i in range(self._iteration, self.recipe.iterations):
             _, image, total, terms = self.session.run(self.fetches)

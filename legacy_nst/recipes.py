@@ -89,9 +89,14 @@ class Recipe:
             raise UserError(f"size must be a positive number of pixels, got {self.size}")
         if self.save_every < 0:
             raise UserError(f"save_every must be 0 (never) or positive, got {self.save_every}")
-        for name in ("content_weight", "style_weight", "tv_weight", "learning_rate"):
+        for name in ("content_weight", "style_weight", "tv_weight", "learning_rate", "epsilon", "gd_eps"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must not be negative, got {getattr(self, name)}")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise UserError(f"{name} must be at least 0 and below 1, got {getattr(self, name)}")
+        if self.grid and (len(self.grid) != 2 or min(self.grid) < 1):
+            raise UserError(f"grid must be ROWS,COLS with both at least 1 (or empty for none), got {self.grid}")
         for kind in ("content", "style"):
             layers = getattr(self, f"{kind}_layers")
             if not layers:
@@ -99,6 +104,8 @@ class Recipe:
             weights = getattr(self, f"{kind}_layer_weights")
             if weights and len(weights) != len(layers):
                 raise UserError(f"{kind}_layer_weights has {len(weights)} values for {len(layers)} layers")
+            if any(not math.isfinite(w) or w < 0 for w in weights):
+                raise UserError(f"{kind}_layer_weights must be finite and non-negative, got {weights}")
         return dataclasses.replace(
             self,
             content_layers=tuple(network.canonical_layer(self.network, n) for n in self.content_layers),

@@ -53,7 +53,12 @@ def session_config(device):
         raise UserError(f"unknown device {device!r}; use auto, cpu or gpu")
     if device == "gpu" and not tf.config.list_physical_devices("GPU"):
         raise UserError("--device gpu: TensorFlow sees no GPU here; use --device cpu or auto")
-    return tf.compat.v1.ConfigProto(device_count={"GPU": 0} if device == "cpu" else {})
+    config = tf.compat.v1.ConfigProto(device_count={"GPU": 0} if device == "cpu" else {})
+    # The VGG graph is one chain: running two ops at once only makes their oneDNN kernels share the cores
+    # (bench/README.md). The session's own inter-op pool, or TF uses the first session's in the process.
+    config.inter_op_parallelism_threads = 1
+    config.use_per_session_threads = True
+    return config
 
 
 class Transfer:

@@ -6,6 +6,7 @@ temporary file, is checked against the canonical md5 and only then renamed, so a
 is always whole. $LEGACY_NST_WEIGHTS_URL replaces the download base address (a mirror).
 """
 import hashlib
+import http.client
 import os
 import urllib.error
 import urllib.request
@@ -58,6 +59,8 @@ def resolve(network, explicit=None):
     """Path of the weight file to use for `network`, downloading it if it is nowhere to be found."""
     if explicit:
         path = Path(explicit).expanduser()
+        if path.is_dir():
+            raise UserError(f"--weights {explicit}: is a directory; give the path of a VGG .h5 or .npz file")
         if not path.is_file():
             raise UserError(f"--weights {explicit}: no such file; give the path of a VGG .h5 or .npz file")
         return path
@@ -87,15 +90,22 @@ def download(url, dest, md5):
         with atomic_path(dest) as tmp:
             with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
                 total = int(response.headers.get("Content-Length") or 0) or None
+                received = 0
                 with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {dest.name}") as bar:
                     for block in iter(lambda: response.read(1 << 20), b""):
                         out.write(block)
+                        received += len(block)
                         bar.update(len(block))
+            if total is not None and received != total:  # urllib does not raise on a short body
+                raise UserError(f"download of {url} incomplete: got {received} of {total} bytes "
+                                f"(connection dropped); nothing saved; {hint}")
             got = md5sum(tmp)
             if got != md5:
                 raise UserError(f"downloaded {url} has md5 {got}, expected {md5}: refused; {hint}")
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
+    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
+        # HTTPException: IncompleteRead of a chunked body, a garbled status line; ValueError: a bad URL
+        reason = (f"HTTP {exc.code} {exc.reason}" if isinstance(exc, urllib.error.HTTPError)
+                  else getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}")
         raise UserError(f"could not download {url} ({reason}); {hint}") from None
     return dest
 
@@ -196,7 +206,9 @@ def save_keras_h5(path, network, params, spelling="legacy"):
     them as `block1_conv1/kernel:0`, as newer Keras saves do."""
     names = ["input_1"] + layer_sequence(network)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        f.attrs["layer_names"] = [n.encode() for n in names]
+        # np.array of bytes: fixed-length byte strings as in the canonical files (a plain list of bytes
+        # would be stored by h5py 3 as variable-length str)
+        f.attrs["layer_names"] = np.array([n.encode() for n in names])
         for name in names:
             group = f.create_group(name)
             if name not in params:
@@ -206,4 +218,4 @@ def save_keras_h5(path, network, params, spelling="legacy"):
                       else [f"{name}/kernel:0", f"{name}/bias:0"])
             for wname, value in zip(wnames, params[name]):
                 group.create_dataset(wname, data=value)
-            group.attrs["weight_names"] = [n.encode() for n in wnames]
+            group.attrs["weight_names"] = np.array([n.encode() for n in wnames])

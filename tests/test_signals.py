@@ -1,0 +1,223 @@
+"""Interruptions, non-finite losses and long runs: nothing is lost, nothing half-written, every stop explained.
+
+- A loss that becomes NaN/inf stops the run (exit 1) with advice, keeping the best finite image as
+  STEM.partial.EXT; the final name is never written.
+- SIGINT / SIGTERM to a real `python run_transfer.py` process mid-run save STEM.partial.EXT, say where, and
+  exit 130 / 143. Resuming from its STEM.checkpoint.npz reaches the same image as an uninterrupted run with
+  the same seed: L-BFGS with restarts (keras-lbfgs), and Adam (tf-eager-blog, whose grid of snapshots must
+  survive the resume too).
+- No `.part` temporary file is left after any of it.
+
+Everything runs on synthetic VGG19 weights at 32 px. The uninterrupted reference and the resumed runs are
+in-process (`cli.main`); only the run that gets the signal is a subprocess.
+"""
+import csv
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from legacy_nst import cli, images
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_main(argv, capsys):
+    capsys.readouterr()
+    try:
+        code = cli.main([str(a) for a in argv])
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def part_files(folder):
+    """atomic_path's temporary files (`.NAME.XXXX.part.EXT`); STEM.partial.EXT is a real output."""
+    return [p.name for p in Path(folder).rglob("*") if re.search(r"\.part(\.|$)", p.name)]
+
+
+def pixels(path):
+    return np.asarray(Image.open(path), np.int16)
+
+
+def log_rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """A smooth content photo and a stripy style, 40 x 48."""
+    folder = tmp_path_factory.mktemp("photos")
+    yy, xx = np.mgrid[0:40, 0:48].astype(np.float32)
+    content = np.stack([120 + 100 * np.sin(xx / 7), 90 + 80 * np.cos(yy / 5), 60 + xx * 3], axis=-1)
+    style = np.stack([128 + 120 * np.sin((xx + yy) / 2), 128 + 120 * np.sin(xx / 3), 128 + 0 * xx], axis=-1)
+    Image.fromarray(np.clip(content, 0, 255).astype(np.uint8)).save(folder / "content.png")
+    Image.fromarray(np.clip(style, 0, 255).astype(np.uint8)).save(folder / "style.png")
+    return folder / "content.png", folder / "style.png"
+
+
+def common(photos, weights, *extra):
+    content, style = photos
+    return ["--content", content, "--style", style, "--weights", weights, "--quiet", *extra]
+
+
+# -------------------------------------------------------------------------------------- numerics
+SHALLOW = ["--content-layers", "block2_conv2", "--style-layers", "block1_conv1", "block2_conv1"]  # a small graph
+
+
+def test_nan_loss_stops_and_keeps_the_best_finite_image(photos, vgg19_h5, tmp_path, capsys):
+    """Adam with a learning rate of 1e30: iteration 0 is finite (measured on the start image, the content),
+    the step then throws the image to ~1e30 and the next loss overflows."""
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = common(photos, vgg19_h5, "--recipe", "tf-eager-blog", "--set", "learning_rate=1e30", "--size", "32",
+                  "--iterations", "4", *SHALLOW, "--output", out / "result.png")
+    code, stdout, err = run_main(argv, capsys)
+    assert code == 1, err
+    assert "Traceback" not in err
+    assert "the loss became" in err and "Lower the weights or the learning rate" in err
+    partial = out / "result.partial.png"
+    assert str(partial) in err and "not a finished result" in err
+    assert not (out / "result.png").exists() and not (out / "result_grid.png").exists()
+    content = images.load_image(photos[0])
+    start = images.to_uint8(images.resize(content, images.target_shape(content.shape, 32, "long-side"), "lanczos"))
+    assert np.abs(pixels(partial) - start).max() <= 1  # the best finite image: the one of iteration 0
+    totals = [float(r["total"]) for r in log_rows(out / "result_losses.csv")]
+    assert np.isfinite(totals[0]) and not np.isfinite(totals[-1])
+    assert sorted(p.name for p in out.iterdir()) == ["result.partial.png", "result_losses.csv"]
+    assert not part_files(out)
+
+
+def test_non_finite_from_the_first_evaluation_saves_nothing(photos, vgg19_h5, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = common(photos, vgg19_h5, "--recipe", "tf-eager-blog", "--set", "style_weight=1e38", "--size", "32",
+                  "--iterations", "3", *SHALLOW, "--output", out / "result.png")
+    code, stdout, err = run_main(argv, capsys)
+    assert code == 1, err
+    assert "the loss became inf" in err and "Lower the weights" in err and "nothing to save" in err
+    assert sorted(p.name for p in out.iterdir()) == ["result_losses.csv"]
+    assert not part_files(out)
+
+
+# -------------------------------------------------------------------------- signals and resuming
+def start_process(argv, folder):
+    """`python run_transfer.py ARGV` with its output in files (a full pipe can never block it)."""
+    stdout, stderr = open(folder / "stdout.txt", "w"), open(folder / "stderr.txt", "w")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "run_transfer.py"), *map(str, argv)],
+                            stdout=stdout, stderr=stderr, cwd=folder)
+    stdout.close()
+    stderr.close()
+    return proc
+
+
+def wait_for(path, proc, folder, timeout=240):
+    deadline = time.monotonic() + timeout
+    while not Path(path).exists():
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended ({proc.returncode}) before {path} appeared: "
+                        f"{(folder / 'stderr.txt').read_text()}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"{path} did not appear within {timeout} s")
+        time.sleep(0.02)
+
+
+def interrupt(proc, signum, folder, timeout=120):
+    proc.send_signal(signum)
+    try:
+        code = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        pytest.fail(f"the run did not stop within {timeout} s of the signal")
+    return code, (folder / "stderr.txt").read_text()
+
+
+@pytest.mark.parametrize("kind", ["lbfgs-sigint", "adam-sigterm"])
+def test_interrupt_then_resume_matches_an_uninterrupted_run(kind, photos, vgg19_h5, tmp_path, capsys):
+    if kind == "lbfgs-sigint":  # 7 restarts of scipy's L-BFGS, a checkpoint after each (the recipe's own)
+        flags = ["--recipe", "keras-lbfgs", "--size", "32", "--iterations", "7", "--set", "maxfun=3"]
+        signum, code_expected, word, stem_seen = signal.SIGINT, 130, "interrupted", "result_at_iteration_1.png"
+        saved_at = [f"result_at_iteration_{i}.png" for i in (0, 1)]
+    else:  # 30 Adam steps, a checkpoint every 3, a 2 x 5 grid of snapshots
+        flags = ["--recipe", "tf-eager-blog", "--size", "32", "--iterations", "30", "--save-every", "3"]
+        signum, code_expected, word, stem_seen = signal.SIGTERM, 143, "terminated", "result_at_iteration_6.png"
+        saved_at = [f"result_at_iteration_{i}.png" for i in (0, 3, 6)]
+    reference, stopped = tmp_path / "reference", tmp_path / "stopped"
+    reference.mkdir()
+    stopped.mkdir()
+
+    # the run that gets the signal: a real process, signalled once its second checkpoint is on disk
+    proc = start_process(common(photos, vgg19_h5, *flags, "--output", stopped / "result.png"), stopped)
+    try:
+        wait_for(stopped / stem_seen, proc, stopped)
+        wait_for(stopped / "result.checkpoint.npz", proc, stopped)
+        code, err = interrupt(proc, signum, stopped)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert code == code_expected, err
+    assert "Traceback" not in err
+    partial = stopped / "result.partial.png"
+    assert f"{word} at iteration" in err and str(partial) in err and "--resume" in err
+    assert partial.is_file() and pixels(partial).shape == pixels(stopped / saved_at[0]).shape
+    assert not (stopped / "result.png").exists()  # the final name is only ever a finished result
+    for name in saved_at:
+        assert (stopped / name).is_file()
+    assert not part_files(stopped)
+
+    # the same run uninterrupted, and the interrupted one resumed (both in-process)
+    code, _, err = run_main(common(photos, vgg19_h5, *flags, "--output", reference / "result.png"), capsys)
+    assert code == 0, err
+    checkpoint = stopped / "result.checkpoint.npz"
+    code, stdout, err = run_main(common(photos, vgg19_h5, *flags, "--output", stopped / "result.png",
+                                        "--resume", checkpoint), capsys)
+    assert code == 0, err
+    assert np.abs(pixels(stopped / "result.png") - pixels(reference / "result.png")).max() <= 1
+    resumed, straight = log_rows(stopped / "result_losses.csv"), log_rows(reference / "result_losses.csv")
+    assert [(r["iteration"], r["evaluations"]) for r in resumed] == [(r["iteration"], r["evaluations"])
+                                                                    for r in straight]
+    assert np.allclose([float(r["total"]) for r in resumed], [float(r["total"]) for r in straight], rtol=1e-4)
+    if kind == "adam-sigterm":  # the snapshots taken before the signal came back from the checkpoint
+        assert np.abs(pixels(stopped / "result_grid.png") - pixels(reference / "result_grid.png")).max() <= 1
+    assert not part_files(stopped) and not part_files(reference)
+
+    # resuming with other settings is refused, before any heavy work
+    code, stdout, err = run_main(common(photos, "/nonexistent/weights.h5", *flags, "--style-weight", "7",
+                                        "--output", stopped / "again.png", "--resume", checkpoint), capsys)
+    assert code == 2 and err.count("\n") == 1 and "different settings (style_weight)" in err
+
+
+def test_save_every_writes_snapshots_and_a_checkpoint(photos, vgg19_h5, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = common(photos, vgg19_h5, "--recipe", "keras-gd-noise", "--iterations", "5", "--save-every", "2",
+                  "--output", out / "r.jpg")
+    code, stdout, err = run_main(argv, capsys)
+    assert code == 0, err
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["r.checkpoint.npz", "r.jpg", "r_at_iteration_0.jpg", "r_at_iteration_2.jpg",
+                     "r_at_iteration_4.jpg", "r_losses.csv"]
+    with np.load(out / "r.checkpoint.npz") as data:
+        assert int(data["state_iteration"]) == 5
+    # a second run to the same place is refused (no --overwrite) and touches nothing
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    code, stdout, err = run_main(argv, capsys)
+    assert code == 2 and "exists" in err and "--overwrite" in err
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+    # resuming the finished run's checkpoint has nothing left to do: it re-saves the same result
+    finished = pixels(out / "r.jpg")
+    code, stdout, err = run_main(argv + ["--resume", out / "r.checkpoint.npz", "--overwrite"], capsys)
+    assert code == 0, err
+    assert "0 evaluations" in stdout and np.abs(pixels(out / "r.jpg") - finished).max() <= 2  # JPEG re-encoded
+    assert not part_files(out)
