@@ -21,7 +21,7 @@ from . import images, recipes, weights
 from .atomic import atomic_path
 from .errors import UserError
 from .reporting import Tracker, save_grid
-from .transfer import DEVICES, Transfer, size_images
+from .transfer import DEVICES, Transfer, session_config, size_images
 
 PROG = "legacy-nst"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 130, 143
@@ -176,7 +176,7 @@ class Outputs:
     def at_iteration(self, i):
         return f"{self.stem}_at_iteration_{i}{self.ext}"
 
-    def check(self, inputs, overwrite, resuming):
+    def check(self, inputs, overwrite, resuming, scales=()):
         images.check_output_extension(self.result)
         directory = os.path.dirname(os.path.abspath(self.result))
         if not os.path.isdir(directory):
@@ -186,7 +186,7 @@ class Outputs:
         for path in inputs:
             if path and os.path.realpath(path) == os.path.realpath(self.result):
                 raise UserError(f"--output {self.result} is also an input; choose another output path")
-        planned = [self.result]
+        planned = [self.result] + [self.at_scale(size) for size in scales[:-1]]
         if self.recipe.grid:
             planned.append(self.grid)
         if not resuming:  # a resumed run continues its own log, checkpoint and snapshots
@@ -247,7 +247,8 @@ def run(args):
     recipe = make_recipe(args)
     outputs = Outputs(args.output, recipe)
     outputs.check([args.content, args.init_image, args.resume] + list(args.style or []), args.overwrite,
-                  resuming=bool(args.resume))
+                  resuming=bool(args.resume), scales=args.scales or ())
+    session_config(args.device)  # --device gpu without a GPU is refused before any heavy work
     if args.style_blend_weights is not None:
         if len(args.style_blend_weights) != len(args.style or [None]):
             raise UserError(f"--style-blend-weights has {len(args.style_blend_weights)} values for "
@@ -357,7 +358,7 @@ def _after_iteration(args, recipe, transfer, tracker, outputs, step):
 def _save_partial(outputs, tracker, code, step):
     what = {EXIT_SIGINT: "interrupted", EXIT_SIGTERM: "terminated"}.get(code, "stopped")
     if tracker.safest is None:
-        print(f"{PROG}: {what} before the first evaluation finished; nothing to save", file=sys.stderr)
+        print(f"{PROG}: {what} before any finite loss was measured; nothing to save", file=sys.stderr)
         return
     images.save_image(tracker.safest, outputs.partial)
     resume = (f"; resume with --resume {outputs.checkpoint}" if os.path.exists(outputs.checkpoint) else "")
