@@ -108,22 +108,26 @@ def lockstep(run):
             thread.join()
 
 
-class LBFGS:
-    """fmin_l_bfgs_b restarted `iterations` times with `maxfun` evaluations each (seed 003's outer loop)."""
-
-    name = "lbfgs"
+class _FedImage:
+    """An optimiser whose image lives in numpy (float64, as the seeds kept it) and is fed to every run."""
 
     def __init__(self, recipe, x0):
         self.recipe = recipe
         self.image = tf.compat.v1.placeholder(tf.float32, (1,) + x0.shape, name="image")
         self._state = {"iteration": 0, "image": x0.astype(np.float64)}
 
+    def state(self):
+        return dict(self._state)
+
+
+class LBFGS(_FedImage):
+    """fmin_l_bfgs_b restarted `iterations` times with `maxfun` evaluations each (seed 003's outer loop)."""
+
+    name = "lbfgs"
+
     def attach(self, session, objective):
         self.session, self.objective = session, objective
         self.evaluator = Evaluator(session, objective, self.image, self._state["image"].shape)
-
-    def state(self):
-        return dict(self._state)
 
     def _adjust(self, x):
         terms = self.session.run(self.objective.terms, {self.image: x.astype(np.float32)[None]})
@@ -161,22 +165,14 @@ class LBFGS:
             yield Step(restart, self.evaluator.runs, image, total, terms, boundary=True)
 
 
-class NormalisedDescent:
-    """x ← x − step · g / (norm(g) + eps), then optionally clip to 0..255; x kept in float64 as the seeds."""
+class NormalisedDescent(_FedImage):
+    """x ← x − step · g / (norm(g) + eps), then optionally clip to 0..255."""
 
     name = "gd"
-
-    def __init__(self, recipe, x0):
-        self.recipe = recipe
-        self.image = tf.compat.v1.placeholder(tf.float32, (1,) + x0.shape, name="image")
-        self._state = {"iteration": 0, "image": x0.astype(np.float64)}
 
     def attach(self, session, objective):
         self.session = session
         self.fetches = (objective.total, objective.terms, objective.gradient)
-
-    def state(self):
-        return dict(self._state)
 
     def update(self, x, g):
         r = self.recipe
