@@ -68,20 +68,28 @@ def min_input_side(network, layers):
     return 2 ** (deepest_block - 1)
 
 
-def _lazy_weight(value, name):
-    """`value` as a resource variable that fills itself on a session's first run; returns its read tensor.
+def _flip(kernel):
+    """The kernel turned 180° with its in and out channels swapped (HWIO -> HWOI), see _conv3x3."""
+    return np.ascontiguousarray(kernel[::-1, ::-1].transpose(0, 1, 3, 2))
+
+
+def _lazy_weight(value, name, flip=False):
+    """`value` (or _flip(value)) as a resource variable that fills itself on a session's first run; returns
+    its read tensor.
 
     Graph constants would be copied into every executor a Session builds (one per distinct set of fetches)
     and through Grappler's passes: for VGG19 up to block5 that held about 1 GB of extra resident memory
     at any image size. A variable holds one copy, and needs no initializer run: the read waits on a cond
     that, while the variable is still empty, assigns it from `value` through tf.numpy_function."""
     value = np.ascontiguousarray(value, np.float32)
+    shape = (value.shape[0], value.shape[1], value.shape[3], value.shape[2]) if flip else value.shape
     name = tf.compat.v1.get_default_graph().unique_name(name, mark_as_used=False)
-    handle = tf.raw_ops.VarHandleOp(dtype=tf.float32, shape=value.shape, shared_name=name, name=name)
+    handle = tf.raw_ops.VarHandleOp(dtype=tf.float32, shape=shape, shared_name=name, name=name)
 
     def load():
-        loaded = tf.numpy_function(lambda: value, [], tf.float32, stateful=True, name=f"{name}_load")
-        loaded.set_shape(value.shape)
+        make = (lambda: _flip(value)) if flip else (lambda: value)
+        loaded = tf.numpy_function(make, [], tf.float32, stateful=True, name=f"{name}_load")
+        loaded.set_shape(shape)
         with tf.control_dependencies([tf.raw_ops.AssignVariableOp(resource=handle, value=loaded)]):
             return tf.constant(True)
 
@@ -89,6 +97,34 @@ def _lazy_weight(value, name):
     filled = tf.cond(ready, lambda: tf.constant(False), load, name=f"{name}_fill")
     with tf.control_dependencies([filled]):
         return tf.raw_ops.ReadVariableOp(resource=handle, dtype=tf.float32, name=f"{name}_read")
+
+
+def _conv3x3(x, kernel, flipped):
+    """SAME, stride-1 convolution of x with a 3 × 3 `kernel` (HWIO), its gradient with respect to x only.
+
+    Computed as the transposed convolution of `flipped` (the kernel turned 180° with its in and out
+    channels swapped), which is the same sum (with oneDNN, the same bits as Conv2D on a variable filter).
+    The reason is oneDNN: TensorFlow reorders a Conv2D filter into oneDNN's blocked layout (and caches it)
+    only when the filter is a graph constant; a variable's filter is convolved in its plain HWIO layout,
+    up to 1.7× slower at 512 px. Conv2DBackpropInput reorders its filter on every run and is as fast as the
+    cached forward (bench/README.md), so both directions use it; the gradient is TF's own for a Conv2D."""
+
+    @tf.custom_gradient
+    def conv(x, kernel, flipped):
+        shape = tf.shape(x)
+        out_shape = tf.concat([shape[:3], tf.shape(kernel)[3:]], 0)
+        y = tf.raw_ops.Conv2DBackpropInput(input_sizes=out_shape, filter=flipped, out_backprop=x,
+                                           strides=[1, 1, 1, 1], padding="SAME")
+        y.set_shape(x.shape[:3].concatenate(kernel.shape[3:]))
+
+        def grad(dy):
+            dx = tf.raw_ops.Conv2DBackpropInput(input_sizes=shape, filter=kernel, out_backprop=dy,
+                                                strides=[1, 1, 1, 1], padding="SAME")
+            return dx, None, None
+
+        return y, grad
+
+    return conv(x, kernel, flipped)
 
 
 class VGG:
@@ -106,7 +142,8 @@ class VGG:
             if name == names[0]:
                 # The caffe preprocessing's RGB->BGR swap, folded into the first kernel's input channels.
                 kernel = kernel[:, :, ::-1, :]
-            self._params[name] = (_lazy_weight(kernel, f"{name}_kernel"), _lazy_weight(bias, f"{name}_bias"))
+            self._params[name] = (_lazy_weight(kernel, f"{name}_kernel"), _lazy_weight(bias, f"{name}_bias"),
+                                  _lazy_weight(kernel, f"{name}_flipped", flip=True))
 
     def __call__(self, rgb):
         """{layer: activation after ReLU} for an RGB 0..255 batch (N, H, W, 3)."""
@@ -116,7 +153,7 @@ class VGG:
             if name.endswith("_conv1") and name != self.layers[0]:
                 pool = tf.nn.max_pool2d if self.pooling == "max" else tf.nn.avg_pool2d
                 x = pool(x, ksize=2, strides=2, padding="VALID")
-            kernel, bias = self._params[name]
-            x = tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(x, kernel, strides=1, padding="SAME"), bias))
+            kernel, bias, flipped = self._params[name]
+            x = tf.nn.relu(tf.nn.bias_add(_conv3x3(x, kernel, flipped), bias))
             features[name] = x
         return features
