@@ -3,7 +3,8 @@
 
   python bench/speed.py                       # sizes 256 and 512, tf-eager-blog, 5 rounds
   python bench/speed.py --sizes 256,512,768 --rounds 7
-  python bench/speed.py --levers --sizes 512  # also: the engine under each speed lever, one subprocess each
+  python bench/speed.py --levers              # also: the engine under each speed lever at --lever-sizes (512),
+                                              # one subprocess per lever and round
 
 Same machine, same size (content, style and image all SIZE × SIZE), same synthetic VGG19 weights: random
 He-scaled kernels written once in the canonical Keras HDF5 layout (weights.save_keras_h5), read by the engine
