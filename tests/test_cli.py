@@ -25,6 +25,7 @@ import pytest
 from PIL import Image
 
 from legacy_nst import cli, images, recipes, weights
+from cli_helpers import run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_TRANSFER = ROOT / "run_transfer.py"
@@ -341,25 +342,15 @@ def test_help_documents_every_flag(runs):
     assert _snapshot(job.cwd) == job.before  # --help writes nothing
 
 
-def _main(argv, capsys):
-    """legacy_nst.cli.main in this process: (exit code, stdout, stderr)."""
-    try:
-        code = cli.main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_list_recipes(capsys):
-    code, out, err = _main(["--list-recipes"], capsys)
+    code, out, err = run_main(["--list-recipes"], capsys)
     assert code == 0 and not err.strip(), err
     listed = [line.split()[0] for line in out.splitlines()[1:] if line.strip()]
     assert set(RECIPE_NAMES) <= set(listed), out
 
 
 def test_show_recipe_prints_every_field(capsys):
-    code, out, err = _main(["--show-recipe", "keras-lbfgs"], capsys)
+    code, out, err = run_main(["--show-recipe", "keras-lbfgs"], capsys)
     assert code == 0 and not err.strip(), err
     recipe = recipes.RECIPES["keras-lbfgs"]
     shown = {}
@@ -374,7 +365,7 @@ def test_show_recipe_prints_every_field(capsys):
 
 
 def test_show_unknown_recipe_suggests(capsys):
-    code, out, err = _main(["--show-recipe", "keras-lbgfs"], capsys)
+    code, out, err = run_main(["--show-recipe", "keras-lbgfs"], capsys)
     assert code == 2 and not out
     assert err.strip() == ("legacy-nst: error: unknown recipe 'keras-lbgfs'; did you mean keras-lbfgs? "
                            "(see --list-recipes)")

@@ -26,6 +26,7 @@ from PIL import Image
 
 from legacy_nst import cli, images, weights
 from legacy_nst.network import conv_layers
+from cli_helpers import run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_WEIGHTS = "/nonexistent/legacy-nst-test/no-weights.h5"
@@ -33,15 +34,6 @@ QUICK = 5.0  # seconds: generous for a shared 2-core machine; a refusal is reall
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-def run_main(argv, capsys):
-    """cli.main in-process: (exit code, stdout, stderr). argparse errors exit via SystemExit."""
-    capsys.readouterr()
-    try:
-        code = cli.main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def assert_refused(code, out, err, mentions, outdir=None, forbid=("--weights",)):

@@ -431,7 +431,7 @@ def test_seed_004_rms_descent_step():
     x0 = np.random.default_rng(2).uniform(-5.0, 260.0, SHAPE)  # outside 0..255 stays outside: no clip
     transfer = make_transfer(r, init_image=x0)
     try:
-        x, expected = x0, []
+        x = x0
         steps = transfer.steps()
         for _ in range(2):
             _, _, g = objective_values(transfer, x)

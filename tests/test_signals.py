@@ -23,19 +23,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from legacy_nst import cli, images
+from legacy_nst import images
+from cli_helpers import run_main
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def run_main(argv, capsys):
-    capsys.readouterr()
-    try:
-        code = cli.main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def part_files(folder):
