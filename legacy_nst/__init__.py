@@ -20,6 +20,10 @@ def quiet_stderr():
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 with quiet_stderr():
-    import tensorflow  # noqa: F401
+    import tensorflow
+
+    # Probe the devices now, quietly: otherwise the first graph op to need them prints CUDA's cuInit
+    # failure on every machine without a GPU.
+    tensorflow.config.list_physical_devices()
 
 __version__ = "0.1.0"

@@ -6,7 +6,7 @@
 import numpy as np
 import tensorflow as tf
 
-from . import images, quiet_stderr
+from . import images
 from .errors import UserError
 from .losses import Objective, gram
 from .network import CAFFE_MEAN_BGR, VGG, layer_depth, min_input_side
@@ -77,8 +77,7 @@ class Transfer:
             probe = tf.compat.v1.placeholder(tf.float32, (1, None, None, 3), name="probe")
             probe_features = vgg(probe)
             grams = {layer: gram(probe_features[layer], recipe.gram_norm) for layer in recipe.style_layers}
-            with quiet_stderr():
-                self.session = tf.compat.v1.Session(graph=self.graph, config=session_config(device))
+            self.session = tf.compat.v1.Session(graph=self.graph, config=session_config(device))
             content_targets = self.session.run({l: probe_features[l][0:1] for l in recipe.content_layers},
                                                {probe: content[None]})
             style_targets = {layer: 0.0 for layer in recipe.style_layers}
