@@ -265,14 +265,13 @@ def run(args):
     previous = images.load_image(args.init_image) if args.init_image else None
     resume = _load_checkpoint(args.resume, recipe) if args.resume else None
     scales = args.scales or [recipe.size]
-    for size in scales:  # an image too small for the layers is refused before the weights are read
-        size_images(dataclasses.replace(recipe, size=size), raw_content, raw_styles)
+    # Sized up front, so an image too small for the layers is refused before the weights are read.
+    sized = [size_images(dataclasses.replace(recipe, size=size), raw_content, raw_styles) for size in scales]
     params = weights.load_weights(weights.resolve(recipe.network, args.weights), recipe.network, recipe.layers)
     rows = []
     start = time.perf_counter()
-    for k, size in enumerate(scales):
+    for k, (size, (content, styles)) in enumerate(zip(scales, sized)):
         scaled = dataclasses.replace(recipe, size=size)
-        content, styles = size_images(scaled, raw_content, raw_styles)
         init = None if previous is None else images.resize(previous, content.shape[:2], "lanczos").astype(np.float64)
         transfer = Transfer(scaled, content, styles, params, blend=args.style_blend_weights, seed=args.seed,
                             device=args.device, init_image=init)
