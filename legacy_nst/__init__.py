@@ -1,29 +1,17 @@
-"""legacy_nst: classic Gatys-style neural style transfer as TF1-style graphs on today's TensorFlow."""
-import contextlib
-import os
+"""legacy_nst: classic Gatys-style neural style transfer as TF1-style graphs on today's TensorFlow.
 
+    from legacy_nst import Job, Style, run, stylize
+    result = run(Job(content="photo.jpg", styles=["painting.jpg"], recipe="preview"))
 
-@contextlib.contextmanager
-def quiet_stderr():
-    """TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notices) bypasses its log-level settings and
-    would bury the progress bar, so file descriptor 2 is closed around imports and session creation.
-    Python exceptions still propagate and are reported after it is restored."""
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+Importing the package does not import TensorFlow; a run does.
+"""
+from .errors import UserError, WriteError
+from .events import Evaluation, IterationFinished, LevelFinished, LevelStarted, Result, Saved
+from .job import Job, Level, Output, Style
+from .recipes import RECIPES, Recipe
+from .runner import run
+from .notebook import stylize
 
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-with quiet_stderr():
-    import tensorflow
-
-    # Probe the devices now, quietly: otherwise the first graph op to need them prints CUDA's cuInit
-    # failure on every machine without a GPU.
-    tensorflow.config.list_physical_devices()
-
-__version__ = "0.1.0"
+__all__ = ["Evaluation", "IterationFinished", "Job", "Level", "LevelFinished", "LevelStarted", "Output",
+           "RECIPES", "Recipe", "Result", "Saved", "Style", "UserError", "WriteError", "run", "stylize"]
+__version__ = "0.2.0"

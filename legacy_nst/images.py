@@ -118,11 +118,16 @@ def check_output_extension(path):
     return fmt
 
 
+def write_image_file(image, path, fmt):
+    """Write float RGB (clipped, rounded) to `path` as `fmt` (not atomic: see save_image, OutputPaths)."""
+    Image.fromarray(to_uint8(image), "RGB").save(path, format=fmt)
+
+
 def save_image(image, path):
     """Write float RGB (clipped, rounded) atomically; the format follows the extension."""
     fmt = check_output_extension(path)
     with atomic_path(path) as tmp:
-        Image.fromarray(to_uint8(image), "RGB").save(tmp, format=fmt)
+        write_image_file(image, tmp, fmt)
 
 
 def demo_pair(size=256):

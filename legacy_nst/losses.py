@@ -3,20 +3,15 @@
 Every variant a seed used is a named form, so a recipe picks forms instead of carrying code:
   Gram:     raw FᵀF (seeds 002-004, paper) | ÷ H·W "positions" (seed 000) | ÷ C·H·W "elements" (jcjohnson)
   content:  mean | half-sum | sum of (F − P)²
-  style:    mean | sum of (G − A)², times a scale: none | layer 1/(4N²M²) (paper) |
+  style:    mean | sum of (G − A)², times a norm: none | layer 1/(4N²M²) (paper) |
             image 1/(4·3²·(H·W)²) with the IMAGE's size and channels = 3 hard-coded (seeds 003 and 004)
   variation: keras Σ(a + b)^1.25 (seed 003) | l2 Σ dx² + Σ dy² | denoise mean|dy| + mean|dx| (seed 002)
 Targets are fixed arrays computed once; the objective holds them as initialised, non-trainable variables.
 """
 import numpy as np
-import tensorflow as tf
 
-GRAM_NORMS = ("raw", "positions", "elements")
-CONTENT_FORMS = ("mean", "half-sum", "sum")
-STYLE_FORMS = ("mean", "sum")
-STYLE_SCALES = ("none", "layer", "image")
-TV_FORMS = ("none", "keras", "l2", "denoise")
-TERMS = ("content", "style", "tv")
+from .runtime import tf
+
 ADAPTIVE_EPS = 1e-10
 
 
@@ -49,7 +44,7 @@ def squared_error(x, target, form):
     return 0.5 * total if form == "half-sum" else total
 
 
-def style_scale(kind, layer_shape, image_shape):
+def style_norm_factor(kind, layer_shape, image_shape):
     """Constant factor in front of one layer's style term (shapes are static: (1, H, W, C))."""
     if kind == "layer":
         _, h, w, c = layer_shape
@@ -84,36 +79,51 @@ def _held(name, value):
     return var, {feed: value}
 
 
-class Objective:
-    """total = Σ_k weight_k · adjust_k · term_k over (content, style, tv), and its gradient in one graph.
+def term_names(recipe):
+    """The terms a recipe's objective has, in order: content, style, and tv when it has a TV form."""
+    return ("content", "style") + (("tv",) if recipe.tv_form != "none" else ())
 
-    `adjust` is 1 unless the recipe uses seed 002's adaptive normalisation, where it defaults to
-    1 / (stop_gradient(term) + 1e-10) from the current image; an optimiser that needs a fixed objective
-    (L-BFGS between restarts) feeds `adjust` instead.
+
+def term_weights(recipe):
+    """{term: weight} as the total applies them (seed 003 multiplies the style sum by its weight twice)."""
+    style_weight = recipe.style_weight**2 if recipe.style_weight_twice else recipe.style_weight
+    weights = {"content": recipe.content_weight, "style": style_weight, "tv": recipe.tv_weight}
+    return {name: weights[name] for name in term_names(recipe)}
+
+
+class Objective:
+    """total = Σ_k weight_k · adjust_k · term_k over the recipe's named terms, and its gradient, in one graph.
+
+    `terms` is a vector in the order of `names`. `adjust` is 1 unless the recipe uses seed 002's adaptive
+    weights, where it defaults to 1 / (stop_gradient(term) + 1e-10) from the current image; an optimiser
+    that needs a fixed objective (L-BFGS between restarts) feeds `adjust` instead.
     """
 
     def __init__(self, vgg, image, recipe, content_targets, style_targets):
         features = vgg(image)
         image_shape = tuple(image.shape.as_list())
         self._targets, self._init_feeds = [], {}
-        zero = tf.constant(0.0)
-        content = zero
+        self.names = term_names(recipe)
+        self.weights = term_weights(recipe)
+        content = tf.constant(0.0)
         for layer, weight in zip(recipe.content_layers, layer_weights(recipe.content_layers, recipe.content_layer_weights)):
             target = self._hold(f"content_{layer}", content_targets[layer])
             content += weight * squared_error(features[layer], target, recipe.content_form)
-        style = zero
+        style = tf.constant(0.0)
         for layer, weight in zip(recipe.style_layers, layer_weights(recipe.style_layers, recipe.style_layer_weights)):
             target = self._hold(f"gram_{layer}", style_targets[layer])
-            scale = style_scale(recipe.style_scale, tuple(features[layer].shape.as_list()), image_shape)
+            norm = style_norm_factor(recipe.style_norm, tuple(features[layer].shape.as_list()), image_shape)
             error = squared_error(gram(features[layer], recipe.gram_norm), target, recipe.style_form)
-            style += (weight * scale) * error
-        tv = total_variation(image, recipe.tv_form) if recipe.tv_form != "none" and recipe.tv_weight else zero
-        self.terms = tf.stack([content, style, tv], name="terms")
-        style_weight = recipe.style_weight**2 if recipe.style_weight_twice else recipe.style_weight
-        weights = tf.constant([recipe.content_weight, style_weight, recipe.tv_weight], tf.float32)
-        default_adjust = (1.0 / (tf.stop_gradient(self.terms) + ADAPTIVE_EPS) if recipe.adaptive
-                          else tf.ones([3]))
-        self.adjust = tf.compat.v1.placeholder_with_default(default_adjust, [3], name="adjust")
+            style += (weight * norm) * error
+        terms = {"content": content, "style": style}
+        if "tv" in self.names:
+            terms["tv"] = total_variation(image, recipe.tv_form)
+        self.terms = tf.stack([terms[name] for name in self.names], name="terms")
+        weights = tf.constant([self.weights[name] for name in self.names], tf.float32)
+        count = len(self.names)
+        default_adjust = (1.0 / (tf.stop_gradient(self.terms) + ADAPTIVE_EPS) if recipe.adaptive_weights
+                          else tf.ones([count]))
+        self.adjust = tf.compat.v1.placeholder_with_default(default_adjust, [count], name="adjust")
         self.total = tf.reduce_sum(weights * self.adjust * self.terms, name="total")
         self.gradient = tf.gradients(self.total, image)[0]
 

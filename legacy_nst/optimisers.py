@@ -1,41 +1,41 @@
-"""The three optimisers the sources used, each yielding one `Step` per loss+gradient evaluation.
+"""The three optimisers the sources used, each reporting every loss+gradient evaluation through callbacks.
 
 - L-BFGS: scipy's fmin_l_bfgs_b fed by an `Evaluator` (seed 003's pattern: loss(x) runs the graph once and
   caches the gradient that grads(x) then returns), with seed 003's outer loop of restarts.
 - Adam: tf.compat.v1.train.AdamOptimizer on an image variable (seed 000), optional clip to 0..255.
 - Normalised gradient descent: x ← x − step · g / (norm(g) + eps), norm = std (seed 002) or rms (seed 004).
 
-Each run fetches everything a step needs (total, terms, gradient, and for Adam the update) at once.
-Every optimiser keeps the state needed to resume exactly at a `boundary` step (`state()` / `steps(state)`).
+`run(on_evaluation, on_iteration, state)` calls on_evaluation(Measurement) after every evaluation and
+on_iteration(iteration, evaluations, image) after every iteration a resume can start from (an Adam or
+descent step, an L-BFGS restart), with the image the optimiser holds then. Both are called on the caller's
+thread, from inside scipy for L-BFGS: an exception they raise (an interrupt, a non-finite loss) ends the run
+there. Each session.run fetches everything an evaluation needs (total, terms, adjust, gradient, and for Adam
+the update) at once. `state()` is what a checkpoint keeps to resume exactly after an iteration.
 """
-import queue
-import threading
 from dataclasses import dataclass
 
 import numpy as np
-import tensorflow as tf
 from scipy.optimize import fmin_l_bfgs_b
 
-from .losses import ADAPTIVE_EPS, TERMS
-
-OPTIMIZERS = ("lbfgs", "adam", "gd")
-GD_NORMS = ("std", "rms")
+from .losses import ADAPTIVE_EPS
+from .runtime import tf
 
 
-@dataclass
-class Step:
-    """One evaluation: the image the losses were measured on, and whether a resume can start after it."""
 
-    iteration: int  # optimiser iteration (an outer L-BFGS restart, an Adam or descent step)
-    evaluations: int  # loss+gradient evaluations so far in this run
+@dataclass(frozen=True)
+class Measurement:
+    """One evaluation: the image the losses were measured on, the raw terms and the factors applied."""
+
+    iteration: int  # the optimiser iteration it belongs to (an L-BFGS restart, an Adam or descent step)
+    evaluations: int  # loss+gradient evaluations so far in this run, this one included
     image: np.ndarray  # (H, W, 3) float32 RGB 0..255
     total: float
-    terms: dict
-    boundary: bool = True
+    terms: np.ndarray  # raw, in the objective's order (Objective.names)
+    adjust: np.ndarray  # per-term factor besides the weight (1, or seed 002's adaptive 1/(L + 1e-10))
 
 
-def _terms(values):
-    return dict(zip(TERMS, map(float, values)))
+def _fetches(objective):
+    return objective.total, objective.terms, objective.adjust, objective.gradient
 
 
 class Evaluator:
@@ -43,19 +43,20 @@ class Evaluator:
 
     def __init__(self, session, objective, image, shape):
         self.session, self.image, self.shape = session, image, shape
-        self.fetches = (objective.total, objective.terms, objective.gradient)
+        self.fetches = _fetches(objective)
         self.feed = {}
         self.runs = 0
-        self.on_evaluation = None  # called with (image, total, terms) after every run
+        self.iteration = 0
+        self.on_evaluation = None  # called with a Measurement after every run
         self._x = self._grad = None
 
     def evaluate(self, x):
         image = np.asarray(x, np.float32).reshape(self.shape)
-        total, terms, grad = self.session.run(self.fetches, {self.image: image[None], **self.feed})
+        total, terms, adjust, grad = self.session.run(self.fetches, {self.image: image[None], **self.feed})
         self.runs += 1
         self._x, self._grad = np.array(x, copy=True), grad
         if self.on_evaluation is not None:
-            self.on_evaluation(image, float(total), _terms(terms))
+            self.on_evaluation(Measurement(self.iteration, self.runs, image, float(total), terms, adjust))
         return float(total)
 
     def loss(self, x):
@@ -67,61 +68,20 @@ class Evaluator:
         return self._grad.ravel().astype(np.float64)
 
 
-class _Cancelled(Exception):
-    pass
-
-
-def lockstep(run):
-    """Turn `run(report)`, which calls `report(item)` from inside scipy, into a generator of those items.
-
-    `run` works in a thread that waits after each report until the consumer asks for the next item, so
-    the two never run at once; closing the generator makes the next report raise and ends the thread."""
-    items, go = queue.Queue(maxsize=1), queue.Queue(maxsize=1)
-
-    def report(item):
-        items.put(("item", item))
-        if not go.get():
-            raise _Cancelled
-
-    def worker():
-        try:
-            items.put(("done", run(report)))
-        except _Cancelled:
-            pass
-        except BaseException as exc:  # handed to the consumer, raised there
-            items.put(("error", exc))
-
-    thread = threading.Thread(target=worker, name="lbfgs", daemon=True)
-    thread.start()
-    try:
-        while True:
-            kind, payload = items.get()
-            if kind == "done":
-                return payload
-            if kind == "error":
-                raise payload
-            yield payload
-            go.put(True)
-    finally:
-        if thread.is_alive():
-            go.put(False)
-            thread.join()
-
-
 class _FedImage:
     """An optimiser whose image lives in numpy (float64, as the seeds kept it) and is fed to every run."""
 
     def __init__(self, recipe, x0):
         self.recipe = recipe
         self.image = tf.compat.v1.placeholder(tf.float32, (1,) + x0.shape, name="image")
-        self._state = {"iteration": 0, "image": x0.astype(np.float64)}
+        self._state = {"iteration": 0, "evaluations": 0, "image": x0.astype(np.float64)}
 
     def state(self):
         return dict(self._state)
 
 
 class LBFGS(_FedImage):
-    """fmin_l_bfgs_b restarted `iterations` times with `maxfun` evaluations each (seed 003's outer loop)."""
+    """fmin_l_bfgs_b restarted until the evaluation budget is spent, `lbfgs_maxfun` each (seed 003's loop)."""
 
     name = "lbfgs"
 
@@ -133,62 +93,53 @@ class LBFGS(_FedImage):
         terms = self.session.run(self.objective.terms, {self.image: x.astype(np.float32)[None]})
         return 1.0 / (terms + ADAPTIVE_EPS)
 
-    def steps(self, state=None):
+    def run(self, on_evaluation, on_iteration, state=None):
         recipe = self.recipe
         self._state = dict(state or self._state)
-        self.evaluator.runs = int(self._state.get("evaluations", 0))  # a resumed run counts on
+        self.evaluator.runs = int(self._state["evaluations"])  # a resumed run counts on
+        self.evaluator.on_evaluation = on_evaluation
         x = self._state["image"]
-        shape = x.shape
+        # scipy converts a list of pairs to arrays itself; one array pair per side is built once here
         bounds = [(0.0, 255.0)] * x.size if recipe.lbfgs_bounds else None
         tolerances = {} if recipe.lbfgs_stop_early else {"factr": 0.0, "pgtol": 0.0}
-        for restart in range(self._state["iteration"], recipe.iterations):
-            if recipe.adaptive:  # a fixed objective for the whole restart
+        per_call = recipe.lbfgs_maxfun or recipe.iterations
+        for restart in range(int(self._state["iteration"]), recipe.restarts):
+            if recipe.adaptive_weights:  # a fixed objective for the whole restart
                 self.evaluator.feed = {self.objective.adjust: self._adjust(x)}
-            seen = {}
-
-            def run(report, x=x, restart=restart, seen=seen):
-                def on_evaluation(image, total, terms):
-                    seen[hash(image.tobytes())] = (total, terms)
-                    report(Step(restart, self.evaluator.runs, image, total, terms, boundary=False))
-
-                self.evaluator.on_evaluation = on_evaluation
-                return fmin_l_bfgs_b(self.evaluator.loss, x.ravel(), fprime=self.evaluator.grads,
-                                     maxfun=recipe.maxfun, bounds=bounds, **tolerances)
-
-            x_flat, min_val, _ = yield from lockstep(run)
-            x = x_flat.reshape(shape)
-            image = x.astype(np.float32)
-            total, terms = seen.get(hash(image.tobytes()), (float(min_val), None))
-            if terms is None:
-                terms = _terms(self.session.run(self.objective.terms, {self.image: image[None]}))
-            self._state = {"iteration": restart + 1, "image": x, "evaluations": self.evaluator.runs}
-            yield Step(restart, self.evaluator.runs, image, total, terms, boundary=True)
+            self.evaluator.iteration = restart
+            maxfun = min(per_call, recipe.iterations - restart * per_call)
+            x_flat, _, _ = fmin_l_bfgs_b(self.evaluator.loss, x.ravel(), fprime=self.evaluator.grads,
+                                         m=recipe.lbfgs_memory, maxfun=maxfun, bounds=bounds, **tolerances)
+            x = x_flat.reshape(x.shape)
+            self._state = {"iteration": restart + 1, "evaluations": self.evaluator.runs, "image": x}
+            on_iteration(restart, self.evaluator.runs, x.astype(np.float32))
 
 
 class NormalisedDescent(_FedImage):
     """x ← x − step · g / (norm(g) + eps), then optionally clip to 0..255."""
 
-    name = "gd"
+    name = "descent"
 
     def attach(self, session, objective):
         self.session = session
-        self.fetches = (objective.total, objective.terms, objective.gradient)
+        self.fetches = _fetches(objective)
 
     def update(self, x, g):
         r = self.recipe
-        norm = np.std(g) if r.gd_norm == "std" else np.sqrt(np.mean(np.square(g)))
-        x = x - g * (r.learning_rate / (norm + r.gd_eps))
+        norm = np.std(g) if r.descent_norm == "std" else np.sqrt(np.mean(np.square(g)))
+        x = x - g * (r.learning_rate / (norm + r.descent_eps))
         return np.clip(x, 0.0, 255.0) if r.clip else x
 
-    def steps(self, state=None):
+    def run(self, on_evaluation, on_iteration, state=None):
         self._state = dict(state or self._state)
         x = self._state["image"]
-        for i in range(self._state["iteration"], self.recipe.iterations):
+        for i in range(int(self._state["iteration"]), self.recipe.iterations):
             image = x.astype(np.float32)
-            total, terms, g = self.session.run(self.fetches, {self.image: image[None]})
+            total, terms, adjust, g = self.session.run(self.fetches, {self.image: image[None]})
+            on_evaluation(Measurement(i, i + 1, image, float(total), terms, adjust))
             x = self.update(x, g[0].astype(np.float64))
-            self._state = {"iteration": i + 1, "image": x}
-            yield Step(i, i + 1, image, float(total), _terms(terms))
+            self._state = {"iteration": i + 1, "evaluations": i + 1, "image": x}
+            on_iteration(i, i + 1, x.astype(np.float32))
 
 
 class Adam:
@@ -210,30 +161,36 @@ class Adam:
         if r.clip:
             with tf.control_dependencies([update]):
                 update = self.variable.assign(tf.clip_by_value(self.variable.read_value(), 0.0, 255.0))
-        self.fetches = (update, self.image, objective.total, objective.terms)
+        with tf.control_dependencies([update]):
+            updated = self.variable.read_value()
+        self.fetches = (updated, self.image, objective.total, objective.terms, objective.adjust)
         beta1_power, beta2_power = optimizer._get_beta_accumulators()
         self.slots = {"image": self.variable, "m": optimizer.get_slot(self.variable, "m"),
                       "v": optimizer.get_slot(self.variable, "v"),
                       "beta1_power": beta1_power, "beta2_power": beta2_power}
         session.run(tf.compat.v1.variables_initializer(list(self.slots.values())))
+        # Assign ops built now, while the graph is open (Variable.load would print a deprecation warning)
+        self.loads = {}
+        for key, variable in self.slots.items():
+            value = tf.compat.v1.placeholder(variable.dtype, variable.shape, name=f"load_{key}")
+            self.loads[key] = (value, variable.assign(value))
 
     def state(self):
         values = self.session.run(self.slots)
         values["image"] = values["image"][0]
-        return {"iteration": self._iteration, **values}
+        return {"iteration": self._iteration, "evaluations": self._iteration, **values}
 
-    def steps(self, state=None):
+    def run(self, on_evaluation, on_iteration, state=None):
         if state is not None:
-            # Graph mode for load(): outside the graph, with eager on, it tries an eager assign and fails.
-            with self.session.graph.as_default():
-                for key, variable in self.slots.items():
-                    value = state[key][None] if key == "image" else state[key]
-                    variable.load(value, self.session)
-            self._iteration = state["iteration"]
+            self.session.run([assign for _, assign in self.loads.values()],
+                             {value: state[key][None] if key == "image" else state[key]
+                              for key, (value, _) in self.loads.items()})
+            self._iteration = int(state["iteration"])
         for i in range(self._iteration, self.recipe.iterations):
-            _, image, total, terms = self.session.run(self.fetches)
+            updated, image, total, terms, adjust = self.session.run(self.fetches)
             self._iteration = i + 1
-            yield Step(i, i + 1, image[0], float(total), _terms(terms))
+            on_evaluation(Measurement(i, i + 1, image[0], float(total), terms, adjust))
+            on_iteration(i, i + 1, updated[0])
 
 
 OPTIMIZER_CLASSES = {cls.name: cls for cls in (LBFGS, Adam, NormalisedDescent)}

@@ -1,20 +1,33 @@
 """Each source's algorithm as one frozen record: every number and choice, and a note on its quirks.
 
 The engine is generic; a recipe only picks named forms (see losses.py) and numbers, so two recipes can be
-diffed field by field (`legacy-nst --show-recipe NAME`). Any field can be overridden from the CLI.
+diffed field by field (`legacy-nst --show-recipe NAME`). A recipe holds the algorithm only: how often to
+print or save is the job's output setting (job.py), so changing it never changes a recipe or blocks a resume.
+Fields are parsed from text by their type annotations (`parse_field`), so the CLI's `--set FIELD=VALUE`
+and a jobs file accept every field without a table of names.
 """
 import dataclasses
 import difflib
 import math
+import typing
 from dataclasses import dataclass, fields
 
-from . import images, losses, network, optimisers
+from . import architecture, images
 from .errors import UserError
 
 CONV1_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
+# The named forms a recipe picks from (losses.py and optimisers.py implement them).
+GRAM_NORMS = ("raw", "positions", "elements")
+CONTENT_FORMS = ("mean", "half-sum", "sum")
+STYLE_FORMS = ("mean", "sum")
+STYLE_NORMS = ("none", "layer", "image")
+TV_FORMS = ("none", "keras", "l2", "denoise")
+OPTIMIZERS = ("lbfgs", "adam", "descent")
+DESCENT_NORMS = ("std", "rms")
 INITS = ("content", "noise", "style")
 NOISES = ("uniform", "uniform+128", "gaussian")
-KEEPS = ("best", "last")
+RESULT_IMAGES = ("best", "last")
+NOTE_FIELDS = ("name", "source", "quirks")
 
 
 @dataclass(frozen=True)
@@ -30,51 +43,50 @@ class Recipe:
     style_sizing: str = "own"  # own: the style is sized like the content's rule; match-content: same H, W
     resample: str = "lanczos"
     # layers (per-layer weights: empty means 1/len)
-    content_layers: tuple = ("block5_conv2",)
-    content_layer_weights: tuple = ()
-    style_layers: tuple = CONV1_LAYERS
-    style_layer_weights: tuple = ()
+    content_layers: tuple[str, ...] = ("block5_conv2",)
+    content_layer_weights: tuple[float, ...] = ()
+    style_layers: tuple[str, ...] = CONV1_LAYERS
+    style_layer_weights: tuple[float, ...] = ()
     # loss forms and weights
     content_form: str = "mean"
-    gram_norm: str = "raw"
+    gram_norm: str = "raw"  # divisor of FᵀF: raw | positions (H·W) | elements (C·H·W)
     style_form: str = "mean"
-    style_scale: str = "none"
+    style_norm: str = "none"  # factor before each layer's Σ(G − A)²: none | layer 1/(4N²M²) | image
     tv_form: str = "none"
     content_weight: float = 1.0
     style_weight: float = 1.0
     tv_weight: float = 0.0
     style_weight_twice: bool = False
-    adaptive: bool = False
-    # optimiser
+    adaptive_weights: bool = False  # seed 002: each term × 1/(its loss + 1e-10)
+    # optimiser: `iterations` counts loss+gradient evaluations (an Adam or descent step is one evaluation)
     optimizer: str = "lbfgs"
-    iterations: int = 10  # L-BFGS: outer restarts; Adam / gd: steps
-    maxfun: int = 20  # L-BFGS evaluations per restart
+    iterations: int = 200
+    lbfgs_maxfun: int = 0  # evaluations per fmin_l_bfgs_b call, restarted until `iterations`; 0: one call
     lbfgs_bounds: bool = False
-    lbfgs_stop_early: bool = True  # scipy's default tolerances; False runs all maxfun evaluations
+    lbfgs_stop_early: bool = True  # scipy's default tolerances; False runs every evaluation
+    lbfgs_memory: int = 10  # scipy's m: corrections kept (jcjohnson's -lbfgs_num_correction)
     learning_rate: float = 1.0  # Adam's learning rate or descent's step
     beta1: float = 0.9
     beta2: float = 0.999
     epsilon: float = 1e-8
-    gd_norm: str = "std"
-    gd_eps: float = 1e-8
+    descent_norm: str = "std"  # normalised descent: g / (std(g) + eps) or g / (rms(g) + eps)
+    descent_eps: float = 1e-8
     clip: bool = False
-    # start and outputs
+    # start and result
     init: str = "content"
     noise: str = "uniform"  # uniform: U[0,1) in preprocessed space; uniform+128: seed 002; gaussian: N(0, 1e-3)
-    keep: str = "last"
-    save_every: int = 0  # save the image every N iterations (0: never)
-    grid: tuple = ()  # (rows, cols) of intermediate images, spread evenly over the run
-    print_every: int = 1
+    result_image: str = "last"  # the image a run returns: the lowest-loss one, or the last one
 
     def check(self):
         """A validated copy with layer names in Keras form; every problem is a UserError naming the field."""
-        choices = {"network": tuple(network.BLOCK_SIZES), "pooling": network.POOLINGS,
+
+        choices = {"network": tuple(architecture.BLOCK_SIZES), "pooling": architecture.POOLINGS,
                    "size_mode": images.SIZE_MODES, "style_sizing": ("own", "match-content"),
-                   "resample": tuple(images.RESAMPLERS), "content_form": losses.CONTENT_FORMS,
-                   "gram_norm": losses.GRAM_NORMS, "style_form": losses.STYLE_FORMS,
-                   "style_scale": losses.STYLE_SCALES, "tv_form": losses.TV_FORMS,
-                   "optimizer": optimisers.OPTIMIZERS, "gd_norm": optimisers.GD_NORMS,
-                   "init": INITS, "noise": NOISES, "keep": KEEPS}
+                   "resample": tuple(images.RESAMPLERS), "content_form": CONTENT_FORMS,
+                   "gram_norm": GRAM_NORMS, "style_form": STYLE_FORMS,
+                   "style_norm": STYLE_NORMS, "tv_form": TV_FORMS,
+                   "optimizer": OPTIMIZERS, "descent_norm": DESCENT_NORMS,
+                   "init": INITS, "noise": NOISES, "result_image": RESULT_IMAGES}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"{name} {getattr(self, name)!r} is not one of: {', '.join(allowed)}")
@@ -82,38 +94,51 @@ class Recipe:
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise UserError(f"{f.name} must be a finite number, got {value}")
-        for name in ("iterations", "maxfun", "print_every"):
+        for name in ("iterations", "lbfgs_memory"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.lbfgs_maxfun < 0:
+            raise UserError(f"lbfgs_maxfun must be 0 (one call) or positive, got {self.lbfgs_maxfun}")
         if self.size is not None and self.size < 1:
             raise UserError(f"size must be a positive number of pixels, got {self.size}")
-        if self.save_every < 0:
-            raise UserError(f"save_every must be 0 (never) or positive, got {self.save_every}")
-        for name in ("content_weight", "style_weight", "tv_weight", "learning_rate", "epsilon", "gd_eps"):
+        for name in ("content_weight", "style_weight", "tv_weight", "learning_rate", "epsilon", "descent_eps"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must not be negative, got {getattr(self, name)}")
+        if self.tv_weight > 0 and self.tv_form == "none":
+            raise UserError(f"tv_weight {self.tv_weight:g} would do nothing: recipe {self.name} has no total-"
+                            "variation term; also set tv_form=l2 (jcjohnson's), keras or denoise")
         for name in ("beta1", "beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise UserError(f"{name} must be at least 0 and below 1, got {getattr(self, name)}")
-        if self.grid and (len(self.grid) != 2 or min(self.grid) < 1):
-            raise UserError(f"grid must be ROWS,COLS with both at least 1 (or empty for none), got {self.grid}")
         for kind in ("content", "style"):
             layers = getattr(self, f"{kind}_layers")
             if not layers:
                 raise UserError(f"{kind}_layers is empty; give at least one layer")
             weights = getattr(self, f"{kind}_layer_weights")
             if weights and len(weights) != len(layers):
-                raise UserError(f"{kind}_layer_weights has {len(weights)} values for {len(layers)} layers")
+                raise UserError(f"{kind}_layer_weights has {len(weights)} values for {len(layers)} layers; "
+                                f"give one per layer, or none for 1/{len(layers)} each")
             if any(not math.isfinite(w) or w < 0 for w in weights):
                 raise UserError(f"{kind}_layer_weights must be finite and non-negative, got {weights}")
         return dataclasses.replace(
             self,
-            content_layers=tuple(network.canonical_layer(self.network, n) for n in self.content_layers),
-            style_layers=tuple(network.canonical_layer(self.network, n) for n in self.style_layers))
+            content_layers=tuple(architecture.canonical_layer(self.network, n) for n in self.content_layers),
+            style_layers=tuple(architecture.canonical_layer(self.network, n) for n in self.style_layers))
 
     @property
     def layers(self):
         return tuple(dict.fromkeys(self.content_layers + self.style_layers))
+
+    @property
+    def restarts(self):
+        """How many fmin_l_bfgs_b calls the L-BFGS budget is split into (seed 003's outer loop)."""
+        if self.optimizer != "lbfgs" or not self.lbfgs_maxfun:
+            return 1
+        return -(-self.iterations // self.lbfgs_maxfun)
+
+    def algorithm(self):
+        """Every field that changes the numbers a run produces (the notes left out)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in NOTE_FIELDS}
 
 
 RECIPES = {r.name: r for r in (
@@ -124,8 +149,8 @@ RECIPES = {r.name: r for r in (
                "L-BFGS-B with pixel bounds never leaves 0..255, so no clip or TV is needed at this size.",
         size=320, content_layers=("block3_conv2",), style_layers=CONV1_LAYERS[:3],
         content_form="mean", gram_norm="elements", style_form="sum", style_layer_weights=(1.0, 1.0, 1.0),
-        content_weight=1.0, style_weight=0.1, optimizer="lbfgs", iterations=1, maxfun=120,
-        lbfgs_bounds=True, lbfgs_stop_early=False, init="content", keep="best", print_every=10),
+        content_weight=1.0, style_weight=0.1, optimizer="lbfgs", iterations=120, lbfgs_maxfun=0,
+        lbfgs_bounds=True, lbfgs_stop_early=False, init="content", result_image="best"),
     Recipe(
         name="tf-eager-blog",
         source="seeds 000/001: the TensorFlow blog post 'Neural Style Transfer with eager execution' "
@@ -137,8 +162,7 @@ RECIPES = {r.name: r for r in (
                "measured on. The 2 × 5 grid shows every 100th iteration.",
         size=512, content_layers=("block5_conv2",), content_form="mean", gram_norm="positions",
         style_form="mean", content_weight=1e3, style_weight=1e-2, optimizer="adam", iterations=1000,
-        learning_rate=5.0, beta1=0.99, epsilon=1e-1, init="content", keep="best", grid=(2, 5),
-        print_every=100),
+        learning_rate=5.0, beta1=0.99, epsilon=1e-1, init="content", result_image="best"),
     Recipe(
         name="hvass-vgg16",
         source="seed 002: Vietnamese TF1 post after Hvass-Labs tutorial 15 (VGG16, pure graph)",
@@ -151,9 +175,9 @@ RECIPES = {r.name: r for r in (
         network="vgg16", size=224, size_mode="square", resample="cv2-linear",
         content_layers=("block3_conv1",), style_layers=tuple(str(i) for i in range(13)),
         content_form="mean", gram_norm="raw", style_form="mean", tv_form="denoise",
-        content_weight=2.0, style_weight=9.0, tv_weight=0.4, adaptive=True, optimizer="gd",
-        iterations=60, learning_rate=10.0, gd_norm="std", gd_eps=1e-8, clip=True, init="noise",
-        noise="uniform+128", save_every=10),
+        content_weight=2.0, style_weight=9.0, tv_weight=0.4, adaptive_weights=True, optimizer="descent",
+        iterations=60, learning_rate=10.0, descent_norm="std", descent_eps=1e-8, clip=True, init="noise",
+        noise="uniform+128"),
     Recipe(
         name="keras-lbfgs",
         source="seed 003: Thai post of the Keras example neural_style_transfer.py",
@@ -162,12 +186,13 @@ RECIPES = {r.name: r for r in (
                "batch of 3; targets are the same numbers computed once. Style per layer ÷ (4 · 3² · (rows · "
                "cols)²): channels = 3 and the IMAGE size hard-coded, not the layer's; the layer sum is "
                "multiplied by style_weight again (style_weight_twice; a no-op at 1). TV on the cropped "
-               "(rows−1) × (cols−1) grid, ^1.25. Weights are the Keras example's defaults.",
+               "(rows−1) × (cols−1) grid, ^1.25. Weights are the Keras example's defaults. 10 outer "
+               "iterations of fmin_l_bfgs_b(maxfun=15): iterations 150 = 10 restarts × 15 (scipy ends each "
+               "call at the first iteration past maxfun, so a restart may run a few more).",
         size=400, size_mode="height", style_sizing="match-content", resample="nearest",
         content_layers=("block5_conv2",), content_form="sum", gram_norm="raw", style_form="sum",
-        style_scale="image", tv_form="keras", content_weight=0.025, style_weight=1.0, tv_weight=1.0,
-        style_weight_twice=True, optimizer="lbfgs", iterations=10, maxfun=15, init="content",
-        save_every=1),
+        style_norm="image", tv_form="keras", content_weight=0.025, style_weight=1.0, tv_weight=1.0,
+        style_weight_twice=True, optimizer="lbfgs", iterations=150, lbfgs_maxfun=15, init="content"),
     Recipe(
         name="keras-gd-noise",
         source="seed 004: Spanish post, Keras VGG19, normalised gradient descent from white noise",
@@ -177,9 +202,9 @@ RECIPES = {r.name: r for r in (
                "Gradient ÷ its RMS + 1e-5, step 0.01, no clip; init U[0, 1) in preprocessed space.",
         size=None, size_mode="native", content_layers=("block1_conv1",),
         style_layers=tuple(reversed(CONV1_LAYERS[1:])), style_layer_weights=(1 / 2, 1 / 3, 1 / 4, 1 / 5),
-        content_form="half-sum", gram_norm="raw", style_form="sum", style_scale="image",
-        content_weight=1.0, style_weight=1e2, optimizer="gd", iterations=1500, learning_rate=0.01,
-        gd_norm="rms", gd_eps=1e-5, clip=False, init="noise", noise="uniform", print_every=100),
+        content_form="half-sum", gram_norm="raw", style_form="sum", style_norm="image",
+        content_weight=1.0, style_weight=1e2, optimizer="descent", iterations=1500, learning_rate=0.01,
+        descent_norm="rms", descent_eps=1e-5, clip=False, init="noise", noise="uniform"),
     Recipe(
         name="gatys2016",
         source="Gatys, Ecker, Bethge: Image Style Transfer Using CNNs (CVPR 2016)",
@@ -189,45 +214,74 @@ RECIPES = {r.name: r for r in (
                "style differently (tune style_weight). Iteration count not given: 1000 L-BFGS evaluations "
                "as jcjohnson/neural-style; white-noise init N(0, 1e-3) around the mean, as jcjohnson.",
         pooling="avg", size=512, content_layers=("block4_conv2",), content_form="half-sum",
-        gram_norm="raw", style_form="sum", style_scale="layer", content_weight=1.0, style_weight=1e3,
-        optimizer="lbfgs", iterations=1, maxfun=1000, lbfgs_stop_early=False, init="noise",
-        noise="gaussian", print_every=50),
+        gram_norm="raw", style_form="sum", style_norm="layer", content_weight=1.0, style_weight=1e3,
+        optimizer="lbfgs", iterations=1000, lbfgs_stop_early=False, init="noise", noise="gaussian"),
 )}
 DEFAULT_RECIPE = "keras-lbfgs"
 
 
-def _suggest(name, choices):
+def suggest(name, choices):
     close = difflib.get_close_matches(name, choices, n=1)
     return f"; did you mean {close[0]}?" if close else ""
 
 
 def get(name):
     if name not in RECIPES:
-        raise UserError(f"unknown recipe {name!r}{_suggest(name, RECIPES)} (see --list-recipes)")
+        raise UserError(f"unknown recipe {name!r}{suggest(name, RECIPES)} (see --list-recipes)")
     return RECIPES[name]
 
 
+def field_types():
+    """{field: annotated type} of every algorithm field."""
+    hints = typing.get_type_hints(Recipe)
+    return {f.name: hints[f.name] for f in fields(Recipe) if f.name not in NOTE_FIELDS}
+
+
+def _parse_scalar(kind, text):
+    if kind is bool:
+        if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise ValueError
+        return text.lower() in ("true", "1", "yes")
+    return kind(text)
+
+
+def _describe(kind):
+    if typing.get_origin(kind) is tuple:
+        return f"a list of {typing.get_args(kind)[0].__name__}"
+    if typing.get_origin(kind) is typing.Union or isinstance(kind, type(int | None)):
+        return " or ".join("none" if a is type(None) else a.__name__ for a in typing.get_args(kind))
+    return "true or false" if kind is bool else kind.__name__
+
+
 def parse_field(name, text):
-    """Convert the CLI text for one field to the type of that field's default."""
-    defaults = {f.name: f.default for f in fields(Recipe) if f.name not in ("name", "source", "quirks")}
-    if name not in defaults:
-        raise UserError(f"unknown recipe field {name!r}{_suggest(name, defaults)}")
-    default = defaults[name]
+    """Convert text (CLI `--set`, a jobs file) to the type the field is annotated with."""
+    types = field_types()
+    if name not in types:
+        raise UserError(f"unknown recipe field {name!r}{suggest(name, types)} (see --show-recipe NAME)")
+    kind = types[name]
     try:
-        if isinstance(default, bool):
-            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError
-            return text.lower() in ("true", "1", "yes")
-        if isinstance(default, tuple):
-            items = text.replace(",", " ").split()
-            if name == "grid":
-                return tuple(int(t) for t in items)
-            return tuple(float(t) for t in items) if name.endswith("weights") else tuple(items)
-        if isinstance(default, float):
-            return float(text)
-        if isinstance(default, int) or name == "size":
-            return None if name == "size" and text.lower() == "none" else int(text)
-        return text
+        if typing.get_origin(kind) is tuple:
+            item = typing.get_args(kind)[0]
+            return tuple(_parse_scalar(item, t) for t in text.replace(",", " ").split())
+        args = typing.get_args(kind)
+        if type(None) in args:  # int | None
+            return None if text.strip().lower() == "none" else _parse_scalar(args[0], text)
+        return _parse_scalar(kind, text)
     except ValueError:
-        kind = "true or false" if isinstance(default, bool) else type(default).__name__
-        raise UserError(f"{name}={text!r}: expected {kind}") from None
+        raise UserError(f"{name}={text!r}: expected {_describe(kind)}") from None
+
+
+def override(recipe, **changes):
+    """The recipe with `changes`, checked. Changing a layer list without its weights resets the weights (they
+    were for the recipe's own layers): equal weights stay equal at the same value, others become 1/len, so
+    `--style-layers A B` just works."""
+    unknown = [name for name in changes if name not in field_types()]
+    if unknown:
+        raise UserError(f"unknown recipe field {unknown[0]!r}{suggest(unknown[0], field_types())}")
+    for kind in ("content", "style"):
+        given = getattr(recipe, f"{kind}_layer_weights")
+        if f"{kind}_layers" in changes and f"{kind}_layer_weights" not in changes:
+            uniform = len(set(given)) == 1
+            changes[f"{kind}_layer_weights"] = (given[:1] * len(changes[f"{kind}_layers"])) if uniform else ()
+    changes = {k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()}
+    return dataclasses.replace(recipe, **changes).check()

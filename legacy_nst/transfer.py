@@ -1,36 +1,45 @@
 """The algorithm: size the images, compute the targets once, build one graph, let the optimiser run.
 
-`Transfer(...).steps()` yields a `Step` per evaluation; the caller decides what to print, save and keep
-(as in anishathalye/neural-style). Nothing here writes files.
+`Transfer(...)` holds one run's graph and session (a context manager); `run(on_evaluation, on_iteration)`
+reports every evaluation and every finished iteration to the caller, who decides what to print, save and
+keep (as in anishathalye/neural-style). Nothing here writes files or knows about a terminal.
 """
 import numpy as np
-import tensorflow as tf
 
 from . import images
+from .architecture import CAFFE_MEAN_BGR, layer_depth, min_input_side
 from .errors import UserError
 from .losses import Objective, gram
-from .network import CAFFE_MEAN_BGR, VGG, layer_depth, min_input_side
+from .network import VGG
 from .optimisers import OPTIMIZER_CLASSES
+from .runtime import tf
 
 DEVICES = ("auto", "cpu", "gpu")
 
 
-def size_images(recipe, content, styles):
-    """Content and styles sized by the recipe's rule; refuses images too small for the deepest layer."""
-    shape = images.target_shape(content.shape, recipe.size, recipe.size_mode)
-    sized_content = images.resize(content, shape, recipe.resample)
-    sized_styles = []
-    for style in styles:
-        style_shape = (shape if recipe.style_sizing == "match-content"
-                       else images.target_shape(style.shape, recipe.size, recipe.size_mode))
-        sized_styles.append(images.resize(style, style_shape, recipe.resample))
+def sized_shapes(recipe, content_shape, style_shapes):
+    """(content (H, W), [style (H, W)]) after the recipe's sizing rule."""
+    shape = images.target_shape(content_shape, recipe.size, recipe.size_mode)
+    return shape, [shape if recipe.style_sizing == "match-content"
+                   else images.target_shape(s, recipe.size, recipe.size_mode) for s in style_shapes]
+
+
+def check_sizes(recipe, content_shape, style_shapes):
+    """Refuse, before any heavy work, images too small for the deepest layer after sizing."""
     need = min_input_side(recipe.network, recipe.layers)
-    for what, image in [("content", sized_content)] + [("style", s) for s in sized_styles]:
-        if min(image.shape[:2]) < need:
-            h, w = image.shape[:2]
+    content, styles = sized_shapes(recipe, content_shape, style_shapes)
+    for what, (h, w) in [("content", content)] + [("style", s) for s in styles]:
+        if min(h, w) < need:
             raise UserError(f"the {what} image is {w}×{h} px after sizing; the deepest layer needs at least "
                             f"{need} px on each side: use a larger image or --size")
-    return sized_content, sized_styles
+
+
+def size_images(recipe, content, styles):
+    """Content and styles sized by the recipe's rule; refuses images too small for the deepest layer."""
+    check_sizes(recipe, content.shape, [s.shape for s in styles])
+    content_shape, style_shapes = sized_shapes(recipe, content.shape, [s.shape for s in styles])
+    return (images.resize(content, content_shape, recipe.resample),
+            [images.resize(s, shape, recipe.resample) for s, shape in zip(styles, style_shapes)])
 
 
 def initial_image(recipe, content, styles, seed):
@@ -48,11 +57,15 @@ def initial_image(recipe, content, styles, seed):
     return mean_rgb + rng.normal(0.0, 1e-3, content.shape)  # small Gaussian around the mean (jcjohnson)
 
 
-def session_config(device):
+def check_device(device):
     if device not in DEVICES:
         raise UserError(f"unknown device {device!r}; use auto, cpu or gpu")
     if device == "gpu" and not tf.config.list_physical_devices("GPU"):
         raise UserError("--device gpu: TensorFlow sees no GPU here; use --device cpu or auto")
+
+
+def session_config(device):
+    check_device(device)
     config = tf.compat.v1.ConfigProto(device_count={"GPU": 0} if device == "cpu" else {})
     # The VGG graph is one chain: running two ops at once only makes their oneDNN kernels share the cores
     # (bench/README.md). The session's own inter-op pool, or TF uses the first session's in the process.
@@ -90,11 +103,27 @@ class Transfer:
             self.optimiser.attach(self.session, self.objective)
         self.graph.finalize()
 
-    def steps(self, state=None):
-        return self.optimiser.steps(state)
+    @property
+    def term_names(self):
+        return self.objective.names
+
+    @property
+    def term_weights(self):
+        return self.objective.weights
+
+    def run(self, on_evaluation, on_iteration, state=None):
+        """Optimise to the end of the budget (or until a callback raises); `state` resumes a checkpoint."""
+        self.optimiser.run(on_evaluation, on_iteration, state)
 
     def state(self):
         return self.optimiser.state()
 
     def close(self):
         self.session.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from .atomic import atomic_path
 from .errors import UserError
-from .network import conv_layers, conv_shapes, layer_depth, layer_sequence
+from .architecture import conv_layers, conv_shapes, layer_depth, layer_sequence
 
 ENV_DIR = "LEGACY_NST_WEIGHTS_DIR"
 ENV_URL = "LEGACY_NST_WEIGHTS_URL"

@@ -1,0 +1,138 @@
+"""Checkpoints: everything needed to continue a run exactly, and the fingerprint of what it was made from.
+
+A checkpoint is an .npz of plain arrays plus one JSON string (never a pickle). `load` validates every field
+and array (presence, shape, dtype, finiteness) and `check_matches` compares the fingerprint of the inputs
+(content, styles, init image, weights) and the algorithm with the run being resumed, before any graph is
+built, naming what differs.
+"""
+import dataclasses
+import hashlib
+import json
+import math
+
+import numpy as np
+
+from .errors import UserError
+
+FORMAT = "legacy-nst checkpoint 2"
+
+
+def digest(*arrays):
+    """sha256 of arrays' shapes and bytes (the inputs as the run saw them, after loading)."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(str((a.shape, a.dtype.str)).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def fingerprint(recipe, content, styles, blend, init_image, params, seed, sizes):
+    """What a resumed run must share with the run that made the checkpoint (budgets may grow)."""
+    algorithm = {k: v for k, v in recipe.algorithm().items() if k not in ("iterations", "size")}
+    return json.loads(json.dumps({
+        "algorithm": algorithm, "content": digest(content), "styles": [digest(s) for s in styles],
+        "blend": [float(w) for w in blend], "init_image": None if init_image is None else digest(init_image),
+        "weights": digest(*[a for layer in sorted(params) for a in params[layer]]), "seed": seed,
+        "sizes": list(sizes)}))
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    fingerprint: dict
+    level: int  # the schedule level the state belongs to
+    state: dict  # the optimiser's: iteration, evaluations, image, and Adam's moments
+    history: list  # the run's rows so far
+    tracker_meta: dict
+    tracker_arrays: dict
+    term_names: tuple
+
+    def save(self, write_with):
+        """Write through `write_with(writer)` (OutputPaths.write_with: atomic, names checked)."""
+        meta = {"format": FORMAT, "fingerprint": self.fingerprint, "level": self.level,
+                "state_keys": sorted(self.state), "history": self.history, "tracker": self.tracker_meta,
+                "term_names": list(self.term_names)}
+        arrays = {f"state_{k}": np.asarray(v) for k, v in self.state.items()}
+        arrays.update({f"tracker_{k}": v for k, v in self.tracker_arrays.items() if v is not None})
+
+        def writer(tmp):
+            with open(tmp, "wb") as f:
+                np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
+
+        return write_with(writer)
+
+
+def _refuse(path, what):
+    return UserError(f"--resume {path}: {what}; it is not a usable legacy-nst checkpoint")
+
+
+def load(path):
+    """Read and validate a checkpoint file (UserError naming the problem otherwise)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            files = set(data.files)
+            if "meta" not in files:
+                raise _refuse(path, "it has no meta record")
+            meta = json.loads(str(data["meta"]))
+            arrays = {name: data[name] for name in files if name != "meta"}
+    except UserError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError) as exc:
+        # never repeat numpy's advice to load with allow_pickle: a checkpoint never holds objects
+        reason = "it holds Python objects" if "pickle" in str(exc) else f"unreadable ({type(exc).__name__})"
+        raise _refuse(path, reason) from None
+    except Exception as exc:  # zipfile and json raise many types for truncated or foreign files
+        raise _refuse(path, f"unreadable ({type(exc).__name__})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise _refuse(path, "it was not written by this version of legacy-nst")
+    for key, kind in (("fingerprint", dict), ("level", int), ("state_keys", list), ("history", list),
+                      ("tracker", dict), ("term_names", list)):
+        if not isinstance(meta.get(key), kind):
+            raise _refuse(path, f"its field {key!r} is missing or malformed")
+    state = {}
+    for key in meta["state_keys"]:
+        if f"state_{key}" not in arrays:
+            raise _refuse(path, f"the optimiser state {key!r} is missing")
+        state[key] = arrays[f"state_{key}"]
+    for key in ("iteration", "evaluations", "image"):
+        if key not in state:
+            raise _refuse(path, f"the optimiser state {key!r} is missing")
+    for name, value in list(state.items()) + [(k, v) for k, v in arrays.items() if k.startswith("tracker_")]:
+        if value.dtype.kind not in "fiu":
+            raise _refuse(path, f"{name} is not numeric")
+        if not np.isfinite(value).all():
+            raise _refuse(path, f"{name} holds NaN or infinite values (the run it came from had diverged)")
+    image = state["image"]
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise _refuse(path, f"its image has shape {image.shape}, not (H, W, 3)")
+    state["iteration"], state["evaluations"] = int(state["iteration"]), int(state["evaluations"])
+    tracker_arrays = {k[len("tracker_"):]: v for k, v in arrays.items() if k.startswith("tracker_")}
+    for i in range(len(meta["tracker"].get("snapshots", []))):
+        if f"snapshot_{i}" not in tracker_arrays:
+            raise _refuse(path, f"snapshot {i} is missing")
+    best = meta["tracker"].get("best_total")
+    if not isinstance(best, (int, float)) or math.isnan(best):
+        raise _refuse(path, "its best loss is missing or NaN")
+    return Checkpoint(meta["fingerprint"], meta["level"], state, meta["history"], meta["tracker"],
+                      tracker_arrays, tuple(meta["term_names"]))
+
+
+NAMES = {"algorithm": "the recipe settings", "content": "the content image", "styles": "the style images",
+         "blend": "the style blend weights", "init_image": "the init image", "weights": "the weights file",
+         "seed": "the seed", "sizes": "the image sizes (--size / --scales)"}
+
+
+def check_matches(path, checkpoint, current, shape):
+    """Refuse a checkpoint made for other inputs or settings, or for another image shape."""
+    saved = checkpoint.fingerprint
+    differ = [key for key in current if saved.get(key) != current[key]]
+    if "algorithm" in differ:
+        fields = [k for k in current["algorithm"] if saved.get("algorithm", {}).get(k) != current["algorithm"][k]]
+        differ[differ.index("algorithm")] = f"the recipe settings ({', '.join(fields)})"
+    if differ:
+        described = [NAMES.get(key, key) for key in differ]
+        raise UserError(f"--resume {path}: made for a different run ({'; '.join(described)} differ); "
+                        "resume with the same inputs, recipe and flags (only --iterations may grow)")
+    if checkpoint.state["image"].shape[:2] != tuple(shape):
+        raise UserError(f"--resume {path}: its image is {checkpoint.state['image'].shape[1]}×"
+                        f"{checkpoint.state['image'].shape[0]} px but this run's is {shape[1]}×{shape[0]} px")

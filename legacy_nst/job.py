@@ -1,0 +1,99 @@
+"""A run as data: what to stylise, with which recipe and overrides, at which sizes, and where outputs go.
+
+A `Job` holds no open files and no TensorFlow objects, so the CLI, a jobs file, a notebook, a figure or a
+Ray task can all build one and hand it to `run()`. Output settings are kept apart from the algorithm:
+changing how often to print or save changes neither the recipe nor a checkpoint's fingerprint.
+"""
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import recipes
+from .errors import UserError
+
+
+@dataclass(frozen=True)
+class Style:
+    """One style image (a path or an RGB array, 0..255) and its settings."""
+
+    image: object
+    weight: float = 1.0  # blend weight of its Gram targets (normalised over the styles to sum 1)
+
+
+@dataclass(frozen=True)
+class Level:
+    """One size of a coarse-to-fine schedule and its evaluation budget (None: the recipe's iterations)."""
+
+    size: int
+    iterations: int | None = None
+
+
+# What each source printed and saved, as output defaults (evaluations; 0 = never). The recipes hold only
+# the algorithm; these follow the posts so that a tutorial's run leaves the files its post leaves.
+SOURCE_OUTPUTS = {
+    "preview": {"print_every": 10},
+    "tf-eager-blog": {"print_every": 100, "grid": (2, 5)},
+    "hvass-vgg16": {"print_every": 10, "save_every": 10},
+    "keras-lbfgs": {"print_every": 15, "save_restarts": True},
+    "keras-gd-noise": {"print_every": 100},
+    "gatys2016": {"print_every": 50},
+}
+
+
+@dataclass(frozen=True)
+class Output:
+    """Where a run writes and how often it reports; None values take the recipe source's own habits."""
+
+    path: str | None = None  # the result image; None writes nothing (a notebook run)
+    overwrite: bool = False
+    print_every: int | None = None  # evaluations between printed loss lines
+    save_every: int | None = None  # evaluations between snapshots (+ a checkpoint where resumable); 0 never
+    save_restarts: bool | None = None  # L-BFGS: snapshot and checkpoint after every restart (seed 003)
+    grid: tuple | None = None  # (rows, cols) of evenly spaced snapshots in STEM_grid.png; () none
+
+    def settled(self, recipe_name):
+        """A copy with every None replaced by the source's default (or: print every 10, save never)."""
+        source = SOURCE_OUTPUTS.get(recipe_name, {})
+        defaults = {"print_every": 10, "save_every": 0, "save_restarts": False, "grid": ()}
+        return dataclasses.replace(self, **{name: source.get(name, default) for name, default in
+                                            defaults.items() if getattr(self, name) is None})
+
+
+@dataclass(frozen=True)
+class Job:
+    content: object = None  # a path or an RGB array; None with no styles: the demo pair
+    styles: tuple = ()  # Style, or a bare path/array (weight 1)
+    recipe: object = recipes.DEFAULT_RECIPE  # a recipe name or a Recipe
+    overrides: dict = field(default_factory=dict)  # recipe field -> value
+    seed: int = 0
+    init_image: object = None  # a path or an RGB array to start from instead of the recipe's init
+    schedule: tuple = ()  # Level, or a bare size; empty: one level at the recipe's size
+    weights: str | None = None  # VGG weight file; None: the canonical file, found or downloaded
+    device: str = "auto"
+    output: Output = Output()
+    resume: str | None = None  # a checkpoint to continue
+    name: str = ""
+
+    def __post_init__(self):
+        styles = tuple(s if isinstance(s, Style) else Style(s) for s in
+                       ((self.styles,) if isinstance(self.styles, (str, Path, np.ndarray)) else self.styles))
+        levels = tuple(l if isinstance(l, Level) else Level(int(l)) for l in self.schedule)
+        object.__setattr__(self, "styles", styles)
+        object.__setattr__(self, "schedule", levels)
+        object.__setattr__(self, "overrides", dict(self.overrides))
+
+    def resolved_recipe(self):
+        """The recipe with the overrides applied and checked (UserError naming the field otherwise)."""
+        base = recipes.get(self.recipe) if isinstance(self.recipe, str) else self.recipe
+        return recipes.override(base, **self.overrides)
+
+    def levels(self, recipe):
+        """The schedule as Levels with budgets filled in; one level at the recipe's size if none given."""
+        if not self.schedule:
+            return (Level(recipe.size, recipe.iterations),)
+        for level in self.schedule:
+            if level.size < 1 or (level.iterations is not None and level.iterations < 1):
+                raise UserError(f"schedule level {level}: size and iterations must be at least 1")
+        return tuple(Level(l.size, l.iterations or recipe.iterations) for l in self.schedule)

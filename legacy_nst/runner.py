@@ -1,0 +1,312 @@
+"""The one run loop: `run(job, on_event) -> Result`, used by the CLI, notebooks, benches and batches.
+
+`prepare` checks everything a run depends on before any heavy work (inputs, sizes, output names, the
+checkpoint, weights) and raises UserError naming the problem; `execute` builds one Transfer per level of the
+schedule, reports every evaluation and iteration as events, saves what the job's output settings ask for,
+and returns a Result. An interrupt (KeyboardInterrupt, or `Terminated` raised by a SIGTERM handler), a loss
+that becomes non-finite or a file that cannot be written ends the run with its best image kept as
+STEM.partial.EXT (never under the final name) and the reason in `Result.stopped`.
+"""
+import dataclasses
+import json
+import math
+import os
+import time
+
+import numpy as np
+
+from . import checkpoint as checkpoints
+from . import images, weights
+from .errors import UserError, WriteError
+from .events import Evaluation, IterationFinished, LevelFinished, LevelStarted, Result, Saved
+from .history import Tracker, history_row, log_text
+from .outputs import OutputPaths
+from .reporting import grid_image
+
+
+class Terminated(BaseException):
+    """SIGTERM, turned into an exception (by the front end's handler) so the run can keep what it has."""
+
+
+class _NonFinite(Exception):
+    pass
+
+
+@dataclasses.dataclass
+class Plan:
+    """A job with everything checked and loaded: what `execute` needs and nothing it must still validate."""
+
+    job: object
+    recipe: object
+    output: object
+    paths: OutputPaths | None
+    content: np.ndarray
+    styles: list
+    blend: list
+    init_image: np.ndarray | None
+    levels: tuple
+    params: dict
+    fingerprint: dict
+    resume: checkpoints.Checkpoint | None
+
+
+def _load_image(image, what):
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[2] != 3 or not np.isfinite(image).all():
+            raise UserError(f"the {what} array must be finite RGB of shape (H, W, 3), got shape {image.shape}")
+        return np.clip(image, 0, 255).astype(np.float32)
+    return images.load_image(str(image))
+
+
+def _inputs(job, level_sizes):
+    if job.content is None and not job.styles:
+        # drawn at the size the run needs, so its result is sharp (a 256 px drawing upscaled was blurry)
+        side = max((s for s in level_sizes if s), default=256)
+        content, style = images.demo_pair(side)
+        return content, [style]
+    if job.content is None or not job.styles:
+        raise UserError("give both --content and --style (or neither, for the demo pair)")
+    return _load_image(job.content, "content"), [_load_image(s.image, "style") for s in job.styles]
+
+
+def _paths_of(job):
+    paths = [job.content, job.init_image, job.resume] + [s.image for s in job.styles]
+    return [str(p) for p in paths if p is not None and not isinstance(p, np.ndarray)]
+
+
+def prepare(job):
+    """Check and load everything; UserError on the first problem, before any graph is built."""
+    from .transfer import check_device, check_sizes  # TensorFlow: imported only once a run is wanted
+
+    recipe = job.resolved_recipe()
+    output = job.output.settled(recipe.name)
+    for name in ("print_every", "save_every"):
+        if getattr(output, name) < 0:
+            raise UserError(f"{name} must be 0 (never) or positive, got {getattr(output, name)}")
+    if output.grid and (len(output.grid) != 2 or min(output.grid) < 1):
+        raise UserError(f"grid must be ROWS,COLS with both at least 1, got {output.grid}")
+    if job.seed < 0:
+        raise UserError(f"--seed {job.seed}: must be 0 or a positive whole number")
+    blend = [s.weight for s in job.styles] or [1.0]
+    if any(not math.isfinite(w) or w < 0 for w in blend) or sum(blend) <= 0:
+        raise UserError("--style-blend-weights must be finite and non-negative with a positive sum")
+    levels = job.levels(recipe)
+    paths = OutputPaths(output.path) if output.path else None
+    resuming_own = bool(paths and job.resume and _same_file(job.resume, paths.checkpoint))
+    if paths:
+        budget = sum(level.iterations for level in levels)
+        paths.check(_paths_of(job), output.overwrite, resuming_own, longest_number=max(budget, *(
+            level.size or 1 for level in levels)))
+    check_device(job.device)
+    content, styles = _inputs(job, [level.size for level in levels])
+    init_image = None if job.init_image is None else _load_image(job.init_image, "init")
+    for level in levels:
+        check_sizes(dataclasses.replace(recipe, size=level.size), content.shape, [s.shape for s in styles])
+    resume = checkpoints.load(job.resume) if job.resume else None
+    if resume is not None and not 0 <= resume.level < len(levels):
+        raise UserError(f"--resume {job.resume}: made for level {resume.level + 1} of a schedule, "
+                        f"this run has {len(levels)}; give the same --scales")
+    params = weights.load_weights(weights.resolve(recipe.network, job.weights), recipe.network, recipe.layers)
+    fingerprint = checkpoints.fingerprint(recipe, content, styles, blend, init_image, params, job.seed,
+                                          [level.size for level in levels])
+    if resume is not None:
+        from .transfer import sized_shapes
+
+        scaled = dataclasses.replace(recipe, size=levels[resume.level].size)
+        shape, _ = sized_shapes(scaled, content.shape, [s.shape for s in styles])
+        checkpoints.check_matches(job.resume, resume, fingerprint, shape)
+    return Plan(job, recipe, output, paths, content, styles, blend, init_image, levels, params, fingerprint,
+                resume)
+
+
+def _same_file(a, b):
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def run(job, on_event=None):
+    """The whole run. Returns a Result; raises UserError for bad input (before any heavy work)."""
+    plan = prepare(job)
+    if plan.paths:
+        plan.paths.claim()
+    try:
+        return _Execution(plan, on_event).run()
+    finally:
+        if plan.paths:
+            plan.paths.release()
+
+
+class _Execution:
+    def __init__(self, plan, on_event):
+        self.plan = plan
+        self.emit = on_event or (lambda event: None)
+        resume = plan.resume
+        self.rows = list(resume.history) if resume else []
+        self.offset = self.rows[-1]["seconds"] if self.rows else 0.0
+        self.files = {}
+        self.tracker = None
+        self.previous = None  # the last finished level's result
+        self.evaluations = 0
+        self.term_names = resume.term_names if resume else ()
+
+    def _saved(self, kind, path):
+        self.files[kind] = path
+        self.emit(Saved(kind, path))
+
+    def _write_image(self, kind, path, image):
+        self._saved(kind, self.plan.paths.write_image(path, image))
+
+    def run(self):
+        plan, start = self.plan, time.perf_counter()
+        self.start = start
+        stopped, message = "finished", ""
+        try:
+            for k, level in enumerate(plan.levels):
+                if plan.resume is not None and k < plan.resume.level:
+                    continue
+                self._level(k, level)
+            self._finish()
+        except KeyboardInterrupt:
+            stopped, message = "interrupted", "interrupted"
+        except Terminated:
+            stopped, message = "terminated", "terminated"
+        except _NonFinite as exc:
+            stopped, message = "non-finite", str(exc)
+        except WriteError as exc:
+            stopped, message = "write-failed", str(exc)
+        if stopped != "finished":
+            message = self._keep_partial(stopped, message)
+        tracker = self.tracker
+        image = self.previous if stopped == "finished" else None
+        best = tracker.best_image if tracker and tracker.best_image is not None else self.previous
+        return Result(image=image if image is not None else best, best_image=best,
+                      best_total=tracker.best_total if tracker else math.inf, history=self.rows,
+                      evaluations=self.evaluations, seconds=time.perf_counter() - start, stopped=stopped,
+                      term_names=self.term_names, message=message, files=self.files)
+
+    def _level(self, k, level):
+        from .transfer import Transfer, size_images
+
+        plan, output = self.plan, self.plan.output
+        recipe = dataclasses.replace(plan.recipe, size=level.size, iterations=level.iterations)
+        content, styles = size_images(recipe, plan.content, plan.styles)
+        state = plan.resume.state if plan.resume is not None and k == plan.resume.level else None
+        if state is not None:
+            init = state["image"]
+        elif self.previous is not None:
+            init = images.resize(self.previous, content.shape[:2], "lanczos").astype(np.float64)
+        elif plan.init_image is not None:
+            init = images.resize(plan.init_image, content.shape[:2], "lanczos").astype(np.float64)
+        else:
+            init = None
+        rows, cols = output.grid or (0, 0)
+        self.tracker = tracker = Tracker(recipe.result_image,
+                                         grid_every=max(1, recipe.iterations // (rows * cols)) if rows else 0)
+        if state is not None:
+            tracker.restore(plan.resume.tracker_meta, plan.resume.tracker_arrays)
+        size_label = level.size if level.size is not None else f"{content.shape[1]}x{content.shape[0]}"
+        with Transfer(recipe, content, styles, plan.params, blend=plan.blend, seed=plan.job.seed,
+                      device=plan.job.device, init_image=init) as transfer:
+            self.term_names = transfer.term_names
+            weights_ = transfer.term_weights
+            self.emit(LevelStarted(k, len(plan.levels), content.shape[:2], recipe.iterations,
+                                   transfer.term_names, dict(weights_)))
+
+            def on_evaluation(m):
+                terms = dict(zip(transfer.term_names, map(float, m.terms)))
+                weighted = {name: float(weights_[name] * a * v)
+                            for (name, v), a in zip(terms.items(), m.adjust)}
+                event = Evaluation(k, m.iteration, m.evaluations, m.total, terms, weighted,
+                                   self.offset + time.perf_counter() - self.start, m.image)
+                self.rows.append(history_row(size_label, event))
+                self.evaluations += 1
+                if not tracker.measured(event):
+                    raise _NonFinite(f"the loss became {m.total} at evaluation {m.evaluations}; "
+                                     "lower the weights or the learning rate")
+                self.emit(event)
+                if plan.paths and output.save_every and m.evaluations % output.save_every == 0:
+                    self._write_image("snapshot", plan.paths.snapshot(m.evaluations), m.image)
+
+            def on_iteration(iteration, evaluations, image):
+                event = IterationFinished(k, iteration, evaluations, image)
+                tracker.iterated(event)
+                self.emit(event)
+                if not plan.paths:
+                    return
+                lbfgs = recipe.optimizer == "lbfgs"
+                if lbfgs and output.save_restarts:
+                    self._write_image("snapshot", plan.paths.restart(iteration), image)
+                due = (output.save_every and (lbfgs or evaluations % output.save_every == 0)) or (
+                    lbfgs and output.save_restarts)
+                if due:
+                    self._checkpoint(k, transfer)
+
+            transfer.run(on_evaluation, on_iteration, state)
+        self.previous = tracker.result
+        self.emit(LevelFinished(k, content.shape[:2], self.evaluations,
+                                time.perf_counter() - self.start, self.previous))
+        if plan.paths and k < len(plan.levels) - 1:
+            self._write_image("scale", plan.paths.scale(level.size), self.previous)
+
+    def _checkpoint(self, level, transfer):
+        meta, arrays = self.tracker.state()
+        ckpt = checkpoints.Checkpoint(self.plan.fingerprint, level, transfer.state(), self.rows, meta, arrays,
+                                      self.term_names)
+        self._saved("checkpoint", ckpt.save(lambda writer: self.plan.paths.write_with(
+            self.plan.paths.checkpoint, writer)))
+
+    def _write_records(self):
+        """The loss log and the settings, written whether the run finished or not."""
+        paths = self.plan.paths
+        self._saved("log", paths.write_text(paths.log, log_text(self.rows, self.term_names)))
+        self._saved("settings", paths.write_text(paths.settings, json.dumps(self._settings(), indent=1)))
+
+    def _settings(self):
+        plan = self.plan
+        job = plan.job
+
+        def described(image):
+            return "(array)" if isinstance(image, np.ndarray) else (None if image is None else str(image))
+
+        return {"name": job.name, "content": described(job.content),
+                "styles": [{"image": described(s.image), "weight": s.weight} for s in job.styles],
+                "init_image": described(job.init_image), "seed": job.seed, "device": job.device,
+                "weights": job.weights, "schedule": [dataclasses.asdict(level) for level in plan.levels],
+                "recipe": plan.recipe.name, "overrides": {k: v for k, v in job.overrides.items()},
+                "algorithm": plan.recipe.algorithm(), "evaluations": self.evaluations,
+                "final": self.rows[-1] if self.rows else None}
+
+    def _finish(self):
+        plan = self.plan
+        if not plan.paths:
+            return
+        self._write_image("result", plan.paths.result, self.previous)
+        rows, cols = plan.output.grid or (0, 0)
+        sheet = grid_image(self.tracker.snapshots, rows, cols) if rows else None
+        if sheet is not None:
+            self._write_image("grid", plan.paths.grid, sheet)
+        self._write_records()
+        plan.paths.remove_superseded()
+
+    def _keep_partial(self, stopped, message):
+        """Save the best image so far as the partial result; returns the message with where it went."""
+        paths = self.plan.paths
+        tracker = self.tracker
+        best = tracker.best_image if tracker is not None and tracker.best_image is not None else self.previous
+        if paths is None:
+            return message
+        notes = [message]
+        try:
+            self._write_records()
+        except WriteError as exc:
+            notes.append(str(exc))
+        if best is None:
+            notes.append("no finite loss was measured yet; nothing to keep")
+        else:
+            try:
+                self._write_image("partial", paths.partial, best)
+                notes.append(f"best image so far saved to {paths.partial} (not a finished result)")
+            except WriteError as exc:
+                notes.append(f"{exc}; the best image could not be kept")
+        if os.path.exists(paths.checkpoint):
+            notes.append(f"resume with --resume {paths.checkpoint}")
+        return "; ".join(notes)
