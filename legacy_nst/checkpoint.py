@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 
 import numpy as np
 
@@ -27,14 +28,18 @@ def digest(*arrays):
     return h.hexdigest()
 
 
-def fingerprint(recipe, content, styles, blend, init_image, params, seed, sizes):
-    """What a resumed run must share with the run that made the checkpoint (budgets may grow)."""
+def fingerprint(recipe, content, styles, blend, init_image, seed, sizes):
+    """What a resumed run must share with the run that made the checkpoint (budgets may grow); the weights'
+    digest is added as "weights" once they are read (`weights_digest`)."""
     algorithm = {k: v for k, v in recipe.algorithm().items() if k not in ("iterations", "size")}
     return json.loads(json.dumps({
         "algorithm": algorithm, "content": digest(content), "styles": [digest(s) for s in styles],
         "blend": [float(w) for w in blend], "init_image": None if init_image is None else digest(init_image),
-        "weights": digest(*[a for layer in sorted(params) for a in params[layer]]), "seed": seed,
-        "sizes": list(sizes)}))
+        "seed": seed, "sizes": list(sizes)}))
+
+
+def weights_digest(params):
+    return digest(*[a for layer in sorted(params) for a in params[layer]])
 
 
 @dataclasses.dataclass
@@ -63,11 +68,13 @@ class Checkpoint:
 
 
 def _refuse(path, what):
-    return UserError(f"--resume {path}: {what}; it is not a usable legacy-nst checkpoint")
+    return UserError(f"--resume {path}: not a readable legacy-nst checkpoint ({what})")
 
 
 def load(path):
     """Read and validate a checkpoint file (UserError naming the problem otherwise)."""
+    if not os.path.isfile(path):
+        raise UserError(f"--resume {path}: no such checkpoint file")
     try:
         with np.load(path, allow_pickle=False) as data:
             files = set(data.files)

@@ -22,6 +22,7 @@ from .events import Evaluation, IterationFinished, LevelFinished, LevelStarted, 
 from .history import Tracker, history_row, log_text
 from .outputs import OutputPaths
 from .reporting import grid_image
+from .sizing import check_sizes, size_images, sized_shapes
 
 
 class Terminated(BaseException):
@@ -76,8 +77,6 @@ def _paths_of(job):
 
 def prepare(job):
     """Check and load everything; UserError on the first problem, before any graph is built."""
-    from .transfer import check_device, check_sizes  # TensorFlow: imported only once a run is wanted
-
     recipe = job.resolved_recipe()
     output = job.output.settled(recipe.name)
     for name in ("print_every", "save_every"):
@@ -97,23 +96,26 @@ def prepare(job):
         budget = sum(level.iterations for level in levels)
         paths.check(_paths_of(job), output.overwrite, resuming_own, longest_number=max(budget, *(
             level.size or 1 for level in levels)))
-    check_device(job.device)
     content, styles = _inputs(job, [level.size for level in levels])
     init_image = None if job.init_image is None else _load_image(job.init_image, "init")
     for level in levels:
         check_sizes(dataclasses.replace(recipe, size=level.size), content.shape, [s.shape for s in styles])
+    from .transfer import check_device  # TensorFlow: imported once the inputs are known to be good
+
+    check_device(job.device)
     resume = checkpoints.load(job.resume) if job.resume else None
     if resume is not None and not 0 <= resume.level < len(levels):
         raise UserError(f"--resume {job.resume}: made for level {resume.level + 1} of a schedule, "
                         f"this run has {len(levels)}; give the same --scales")
-    params = weights.load_weights(weights.resolve(recipe.network, job.weights), recipe.network, recipe.layers)
-    fingerprint = checkpoints.fingerprint(recipe, content, styles, blend, init_image, params, job.seed,
-                                          [level.size for level in levels])
-    if resume is not None:
-        from .transfer import sized_shapes
-
+    inputs = checkpoints.fingerprint(recipe, content, styles, blend, init_image, job.seed,
+                                     [level.size for level in levels])
+    if resume is not None:  # everything but the weights is compared before the weights are read
         scaled = dataclasses.replace(recipe, size=levels[resume.level].size)
         shape, _ = sized_shapes(scaled, content.shape, [s.shape for s in styles])
+        checkpoints.check_matches(job.resume, resume, inputs, shape)
+    params = weights.load_weights(weights.resolve(recipe.network, job.weights), recipe.network, recipe.layers)
+    fingerprint = dict(inputs, weights=checkpoints.weights_digest(params))
+    if resume is not None:
         checkpoints.check_matches(job.resume, resume, fingerprint, shape)
     return Plan(job, recipe, output, paths, content, styles, blend, init_image, levels, params, fingerprint,
                 resume)
@@ -166,9 +168,9 @@ class _Execution:
                 self._level(k, level)
             self._finish()
         except KeyboardInterrupt:
-            stopped, message = "interrupted", "interrupted"
+            stopped, message = "interrupted", f"interrupted at evaluation {self.evaluations}"
         except Terminated:
-            stopped, message = "terminated", "terminated"
+            stopped, message = "terminated", f"terminated at evaluation {self.evaluations}"
         except _NonFinite as exc:
             stopped, message = "non-finite", str(exc)
         except WriteError as exc:
@@ -184,7 +186,7 @@ class _Execution:
                       term_names=self.term_names, message=message, files=self.files)
 
     def _level(self, k, level):
-        from .transfer import Transfer, size_images
+        from .transfer import Transfer
 
         plan, output = self.plan, self.plan.output
         recipe = dataclasses.replace(plan.recipe, size=level.size, iterations=level.iterations)
@@ -241,6 +243,8 @@ class _Execution:
                     self._checkpoint(k, transfer)
 
             transfer.run(on_evaluation, on_iteration, state)
+            if plan.paths and (output.save_every or output.save_restarts):
+                self._checkpoint(k, transfer)  # the level's end: a later run may raise --iterations
         self.previous = tracker.result
         self.emit(LevelFinished(k, content.shape[:2], self.evaluations,
                                 time.perf_counter() - self.start, self.previous))
@@ -300,7 +304,7 @@ class _Execution:
         except WriteError as exc:
             notes.append(str(exc))
         if best is None:
-            notes.append("no finite loss was measured yet; nothing to keep")
+            notes.append("no finite loss was measured; nothing to keep")
         else:
             try:
                 self._write_image("partial", paths.partial, best)

@@ -37,7 +37,8 @@ HELP_FLAGS = ("--content --style --output --recipe --weights --network --size --
               "--style-layers --content-weight --style-weight --tv-weight --pooling --init --seed --save-every "
               "--device --list-recipes --show-recipe --set --resume --overwrite").split()
 RECIPE_NAMES = ("preview", "tf-eager-blog", "hvass-vgg16", "keras-lbfgs", "keras-gd-noise", "gatys2016")
-LOG_FIELDS = {"iteration", "evaluations", "total", "content", "style", "tv"}
+LOG_FIELDS = {"iteration", "evaluations", "total", "content_raw", "content_weighted", "style_raw",
+              "style_weighted"}
 
 
 def _closed_port():
@@ -168,7 +169,7 @@ def _prepare_error_case(name, d, vgg19_h5, vgg16_h5):
     style2 = d / "style2.png"
     style2.write_bytes(style.read_bytes())
     fill = dict(d=d, c=content, s=style, s2=style2, w19=vgg19_h5, w16=vgg16_h5)
-    defaults = {"--recipe": ["preview"], "--weights": [vgg19_h5], "--size": [32], "--set": ["maxfun=2"],
+    defaults = {"--recipe": ["preview"], "--weights": [vgg19_h5], "--size": [32], "--iterations": [2],
                 "--content": [content], "--style": [style], "--output": [d / "out.png"], "--quiet": []}
     argv = _merge(defaults, [a.format(**fill) if isinstance(a, str) else a for a in extra])
     env = {weights.ENV_URL: f"http://127.0.0.1:{_closed_port()}"}
@@ -202,15 +203,15 @@ def _submit_ok(runs, base, vgg19_h5, vgg16_h5):
         out = d / "result.png"
         common = ["--size", 32, "--output", out]
         if name == "preview images":
-            args = ["--recipe", "preview", "--weights", vgg19_h5, "--set", "maxfun=5", "--content", content,
+            args = ["--recipe", "preview", "--weights", vgg19_h5, "--iterations", 5, "--content", content,
                     "--style", style, "--quiet", *common]
         elif name == "demo pair":  # no --content / --style; the progress bar stays on
-            args = ["--recipe", "preview", "--weights", vgg19_h5, "--set", "maxfun=5", *common]
+            args = ["--recipe", "preview", "--weights", vgg19_h5, "--iterations", 5, *common]
         elif name == "vgg16":
-            args = ["--recipe", "preview", "--network", "vgg16", "--weights", vgg16_h5, "--set", "maxfun=5",
+            args = ["--recipe", "preview", "--network", "vgg16", "--weights", vgg16_h5, "--iterations", 5,
                     "--content", content, "--style", style, "--quiet", *common]
         else:
-            args = ["--recipe", "keras-lbfgs", "--weights", vgg19_h5, "--iterations", 2, "--set", "maxfun=3",
+            args = ["--recipe", "keras-lbfgs", "--weights", vgg19_h5, "--iterations", 6, "--set", "lbfgs_maxfun=3",
                     "--content", content, "--style", style, "--quiet", *common]
         runs.submit(name, Job(_cli(*args), d, _base_env(d), output=out))
     d = base / "help"
@@ -229,7 +230,7 @@ def runs(request, tmp_path_factory, vgg19_h5, vgg16_h5):
         runs.submit("real", Job(_cli("--recipe", "preview", "--weights", real,
                                      "--content", SHARED_IMAGES / "tubingen.jpg",
                                      "--style", SHARED_IMAGES / "starry_night.jpg",
-                                     "--size", 96, "--set", "maxfun=30", "--output", out, "--quiet"),
+                                     "--size", 96, "--iterations", 30, "--output", out, "--quiet"),
                                 d, _base_env(d), output=out))
     _submit_ok(runs, tmp_path_factory.mktemp("cli_ok"), vgg19_h5, vgg16_h5)
     _submit_errors(runs, tmp_path_factory.mktemp("cli_errors"), vgg19_h5, vgg16_h5)
@@ -321,8 +322,8 @@ def test_tiny_run_writes_image_and_loss_log(name, runs):
     assert all(math.isfinite(t) for t in totals)
     assert min(totals) < totals[0]  # the optimiser made progress
     if name == "keras-lbfgs":
-        assert {int(r["iteration"]) for r in rows} == {0, 1}  # --iterations 2 outer L-BFGS restarts
-        assert max(int(r["evaluations"]) for r in rows) <= 2 * (3 + 3)  # --set maxfun=3 took effect
+        assert {int(r["iteration"]) for r in rows} == {0, 1}  # --iterations 6 = 2 L-BFGS restarts of 3
+        assert max(int(r["evaluations"]) for r in rows) <= 2 * (3 + 3)  # --set lbfgs_maxfun=3 took effect
     else:
         assert max(int(r["evaluations"]) for r in rows) <= 2 * 5  # not the recipe's 120
     leftovers = [p.name for p in job.cwd.iterdir() if ".part" in p.name]
@@ -391,12 +392,12 @@ def test_real_weights_preview_stylises(real_weights, runs):
     assert proc.returncode == 0, proc.stderr[-3000:]
     _no_traceback(proc)
     rows = _read_log(job.output.with_name(f"{job.output.stem}_losses.csv"))
-    style = [float(r["style"]) for r in rows]
+    style = [float(r["style_raw"]) for r in rows]
     total = [float(r["total"]) for r in rows]
     assert len(rows) >= 25  # about 30 evaluations were logged
     assert style[0] / style[-1] >= 20, style
     assert total[0] / total[-1] >= 20, total
-    assert float(rows[0]["content"]) == 0.0  # the run starts from the content image
+    assert float(rows[0]["content_raw"]) == 0.0  # the run starts from the content image
     result = np.asarray(Image.open(job.output).convert("RGB"), np.float32)
     assert result.shape == (72, 96, 3)  # tubingen is 4:3, long side 96
     content = images.resize(images.load_image(SHARED_IMAGES / "tubingen.jpg"), result.shape[:2], "lanczos")

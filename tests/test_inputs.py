@@ -24,8 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from legacy_nst import cli, images, weights
-from legacy_nst.network import conv_layers
+from legacy_nst import cli, images, outputs, weights
+from legacy_nst.architecture import conv_layers
 from cli_helpers import run_main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -351,8 +351,9 @@ FLAG_CASES = {
     "set-size-zero": (["--set", "size=0"], "size"),
     "set-size-negative": (["--set", "size=-5"], "size"),
     "set-iterations-zero": (["--set", "iterations=0"], "iterations"),
-    "set-maxfun-zero": (["--set", "maxfun=0"], "maxfun"),
-    "set-maxfun-text": (["--set", "maxfun=lots"], "maxfun"),
+    "set-maxfun-negative": (["--set", "lbfgs_maxfun=-1"], "lbfgs_maxfun"),
+    "set-maxfun-text": (["--set", "lbfgs_maxfun=lots"], "lbfgs_maxfun"),
+    "set-memory-zero": (["--set", "lbfgs_memory=0"], "lbfgs_memory"),
     "set-print-every-zero": (["--set", "print_every=0"], "print_every"),
     "set-style-weight-nan": (["--set", "style_weight=nan"], ["style_weight", "finite"]),
     "set-content-weight-inf": (["--set", "content_weight=inf"], ["content_weight", "finite"]),
@@ -370,8 +371,8 @@ FLAG_CASES = {
     "set-grid-one-number": (["--set", "grid=3"], "grid"),
     "set-keep-unknown": (["--set", "keep=worst"], "keep"),
     "set-optimizer-unknown": (["--set", "optimizer=sgd"], "optimizer"),
-    "set-unknown-field-suggests": (["--set", "max_fun=3"], ["max_fun", "did you mean maxfun"]),
-    "set-without-equals": (["--set", "maxfun"], "--set"),
+    "set-unknown-field-suggests": (["--set", "max_fun=3"], ["max_fun", "did you mean lbfgs_maxfun"]),
+    "set-without-equals": (["--set", "lbfgs_maxfun"], "--set"),
     "set-bool-garbage": (["--set", "clip=perhaps"], "clip"),
     "style-weight-flag-nan": (["--style-weight", "nan"], "--style-weight"),
     "content-weight-flag-inf": (["--content-weight", "inf"], "--content-weight"),
@@ -382,14 +383,14 @@ FLAG_CASES = {
     "blend-weights-negative": (["--style-blend-weights", "-1"], "--style-blend-weights"),
     "blend-weights-zero-sum": (["--style-blend-weights", "0"], "--style-blend-weights"),
     "blend-weights-nan": (["--style-blend-weights", "nan"], "--style-blend-weights"),
-    "save-every-negative": (["--save-every", "-1"], "save_every"),
+    "save-every-negative": (["--save-every", "-1"], "--save-every"),
+    "print-every-negative": (["--print-every", "-1"], "--print-every"),
     "seed-negative": (["--seed", "-1"], "--seed"),
     "seed-text": (["--seed", "lucky"], "--seed"),
     "resume-missing": (["--resume", "{dir}/nothing.checkpoint.npz"], ["--resume", "no such"]),
     "resume-not-a-checkpoint": (["--resume", "{content}"], ["--resume", "not a readable legacy-nst checkpoint"]),
     "resume-truncated-checkpoint": (["--resume", "{dir}/truncated.checkpoint.npz"], ["--resume", "not a readable"]),
     "resume-empty-checkpoint": (["--resume", "{dir}/empty.checkpoint.npz"], ["--resume", "not a readable"]),
-    "resume-with-scales": (["--resume", "{dir}/truncated.checkpoint.npz", "--scales", "32,64"], "--scales"),
     "content-without-style": (["--style"], "--style"),
 }
 OUTPUT_CASES = {
@@ -462,17 +463,19 @@ def test_output_directory_read_only_simulated(inputs, capsys, monkeypatch):
     """The OS reporting the directory unwritable (a read-only mount), simulated so it runs as root too."""
     content, style, out = inputs
     real = os.access
-    monkeypatch.setattr(cli.os, "access",
+    monkeypatch.setattr(outputs.os, "access",
                         lambda p, mode: False if mode == os.W_OK and Path(p) == out else real(p, mode))
     code, stdout, err = run_main(base_argv(content, style, out), capsys)
     assert_refused(code, stdout, err, ["--output", str(out), "not writable"], outdir=out)
 
 
 # ------------------------------------------------------------------------------ existing outputs
-@pytest.mark.parametrize("existing", ["result.png", "result_losses.csv", "result.checkpoint.npz",
-                                      "result_at_iteration_0.png", "result.partial.png"])
+@pytest.mark.parametrize("existing", ["result.png", "result_losses.csv", "result.checkpoint.npz", "result.json",
+                                      "result_at_restart_0.png", "result_at_iteration_7.png", "result_scale9.png",
+                                      "result_losses.png", "result_grid.png"])
 def test_existing_output_is_not_overwritten(existing, inputs, capsys):
-    """keras-lbfgs (the default) saves every iteration: each of its planned files is protected."""
+    """Every file a run may write beside --output is protected, numbered series included (found by pattern,
+    never by enumerating the budget). A leftover STEM.partial.EXT is not: a newer run supersedes it."""
     content, style, out = inputs
     victim = out / existing
     victim.write_bytes(b"precious")
@@ -736,13 +739,13 @@ def test_unusual_images_run_end_to_end(tmp_path, capsys, vgg19_h5):
     out = tmp_path / "out"
     out.mkdir()
     argv = ["--content", src / "rotated.jpg", "--style", *styles, "--style-blend-weights", *["1"] * len(styles),
-            "--weights", vgg19_h5, "--recipe", "preview", "--size", "24", "--set", "maxfun=2",
+            "--weights", vgg19_h5, "--recipe", "preview", "--size", "24", "--iterations", "2",
             "--output", out / "result.jpg", "--quiet"]
     code, stdout, err = run_main(argv, capsys)
     assert code == 0, err
     result = np.asarray(Image.open(out / "result.jpg"))
     assert result.shape == (24, 12, 3)  # 20 x 40 landscape shown as 40 x 20 portrait, long side 24
-    assert sorted(p.name for p in out.iterdir()) == ["result.jpg", "result_losses.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["result.jpg", "result.json", "result_losses.csv"]
     assert not part_files(tmp_path)
     assert "saved" in stdout and "Traceback" not in err
 

@@ -74,7 +74,7 @@ def test_nan_loss_stops_and_keeps_the_best_finite_image(photos, vgg19_h5, tmp_pa
     code, stdout, err = run_main(argv, capsys)
     assert code == 1, err
     assert "Traceback" not in err
-    assert "the loss became" in err and "Lower the weights or the learning rate" in err
+    assert "the loss became" in err and "lower the weights or the learning rate" in err
     partial = out / "result.partial.png"
     assert str(partial) in err and "not a finished result" in err
     assert not (out / "result.png").exists() and not (out / "result_grid.png").exists()
@@ -83,7 +83,7 @@ def test_nan_loss_stops_and_keeps_the_best_finite_image(photos, vgg19_h5, tmp_pa
     assert np.abs(pixels(partial) - start).max() <= 1  # the best finite image: the one of iteration 0
     totals = [float(r["total"]) for r in log_rows(out / "result_losses.csv")]
     assert np.isfinite(totals[0]) and not np.isfinite(totals[-1])
-    assert sorted(p.name for p in out.iterdir()) == ["result.partial.png", "result_losses.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["result.json", "result.partial.png", "result_losses.csv"]
     assert not part_files(out)
 
 
@@ -94,8 +94,8 @@ def test_non_finite_from_the_first_evaluation_saves_nothing(photos, vgg19_h5, tm
                   "--iterations", "3", *SHALLOW, "--output", out / "result.png")
     code, stdout, err = run_main(argv, capsys)
     assert code == 1, err
-    assert "the loss became inf" in err and "Lower the weights" in err and "nothing to save" in err
-    assert sorted(p.name for p in out.iterdir()) == ["result_losses.csv"]
+    assert "the loss became inf" in err and "lower the weights" in err and "nothing to keep" in err
+    assert sorted(p.name for p in out.iterdir()) == ["result.json", "result_losses.csv"]
     assert not part_files(out)
 
 
@@ -136,13 +136,13 @@ def interrupt(proc, signum, folder, timeout=120):
 @pytest.mark.parametrize("kind", ["lbfgs-sigint", "adam-sigterm"])
 def test_interrupt_then_resume_matches_an_uninterrupted_run(kind, photos, vgg19_h5, tmp_path, capsys):
     if kind == "lbfgs-sigint":  # 7 restarts of scipy's L-BFGS, a checkpoint after each (the recipe's own)
-        flags = ["--recipe", "keras-lbfgs", "--size", "32", "--iterations", "7", "--set", "maxfun=3"]
-        signum, code_expected, word, stem_seen = signal.SIGINT, 130, "interrupted", "result_at_iteration_1.png"
-        saved_at = [f"result_at_iteration_{i}.png" for i in (0, 1)]
-    else:  # 30 Adam steps, a checkpoint every 3, a 2 x 5 grid of snapshots
+        flags = ["--recipe", "keras-lbfgs", "--size", "32", "--iterations", "21", "--set", "lbfgs_maxfun=3"]
+        signum, code_expected, word, stem_seen = signal.SIGINT, 130, "interrupted", "result_at_restart_1.png"
+        saved_at = [f"result_at_restart_{i}.png" for i in (0, 1)]
+    else:  # 30 Adam steps, a checkpoint every 3 evaluations, a 2 x 5 grid of snapshots
         flags = ["--recipe", "tf-eager-blog", "--size", "32", "--iterations", "30", "--save-every", "3"]
         signum, code_expected, word, stem_seen = signal.SIGTERM, 143, "terminated", "result_at_iteration_6.png"
-        saved_at = [f"result_at_iteration_{i}.png" for i in (0, 3, 6)]
+        saved_at = [f"result_at_iteration_{i}.png" for i in (3, 6)]
     reference, stopped = tmp_path / "reference", tmp_path / "stopped"
     reference.mkdir()
     stopped.mkdir()
@@ -160,7 +160,7 @@ def test_interrupt_then_resume_matches_an_uninterrupted_run(kind, photos, vgg19_
     assert code == code_expected, err
     assert "Traceback" not in err
     partial = stopped / "result.partial.png"
-    assert f"{word} at iteration" in err and str(partial) in err and "--resume" in err
+    assert f"{word} at evaluation" in err and str(partial) in err and "--resume" in err
     assert partial.is_file() and pixels(partial).shape == pixels(stopped / saved_at[0]).shape
     assert not (stopped / "result.png").exists()  # the final name is only ever a finished result
     for name in saved_at:
@@ -186,7 +186,8 @@ def test_interrupt_then_resume_matches_an_uninterrupted_run(kind, photos, vgg19_
     # resuming with other settings is refused, before any heavy work
     code, stdout, err = run_main(common(photos, "/nonexistent/weights.h5", *flags, "--style-weight", "7",
                                         "--output", stopped / "again.png", "--resume", checkpoint), capsys)
-    assert code == 2 and err.count("\n") == 1 and "different settings (style_weight)" in err
+    assert code == 2 and err.count("\n") == 1 and "made for a different run" in err
+    assert "recipe settings (style_weight)" in err
 
 
 def test_save_every_writes_snapshots_and_a_checkpoint(photos, vgg19_h5, tmp_path, capsys):
@@ -197,8 +198,8 @@ def test_save_every_writes_snapshots_and_a_checkpoint(photos, vgg19_h5, tmp_path
     code, stdout, err = run_main(argv, capsys)
     assert code == 0, err
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["r.checkpoint.npz", "r.jpg", "r_at_iteration_0.jpg", "r_at_iteration_2.jpg",
-                     "r_at_iteration_4.jpg", "r_losses.csv"]
+    assert names == ["r.checkpoint.npz", "r.jpg", "r.json", "r_at_iteration_2.jpg", "r_at_iteration_4.jpg",
+                     "r_losses.csv"]
     with np.load(out / "r.checkpoint.npz") as data:
         assert int(data["state_iteration"]) == 5
     # a second run to the same place is refused (no --overwrite) and touches nothing
