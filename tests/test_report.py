@@ -152,9 +152,9 @@ def test_depth_and_hidden_folders_bound_the_search(tree):
 
 def test_read_losses(tmp_path):
     path = tmp_path / "x_losses.csv"
-    path.write_text("size,iteration,evaluations,total,style,tv,denoise,seconds\n8,1,1,3,2,,bad,0.1\n8,2,2,nan,1,,4,0.2\n")
+    path.write_text("size,iteration,evaluations,style,total,tv,denoise,seconds\n8,1,1,2,3,,bad,0.1\n8,2,2,1,nan,,4,0.2\n")
     terms, rows = read_losses(path)
-    assert terms == ["total", "style", "denoise"]
+    assert terms == ["total", "style", "denoise"]  # total first wherever its column is; tv is empty
     assert rows[0]["style"] == 2 and np.isnan(rows[0]["denoise"]) and np.isnan(rows[1]["total"])
 
 
