@@ -10,7 +10,7 @@ setup(
         "tensorflow>=2.16",
         "scipy>=1.11",
         "numpy>=1.26",
-        "pillow>=10",
+        "pillow>=10.1",
         "opencv-python-headless>=4.8",
         "h5py>=3.9",
         "tqdm>=4.66",

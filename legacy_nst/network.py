@@ -99,3 +99,34 @@ class VGG:
             x = tf.nn.relu(tf.nn.bias_add(_conv3x3(x, kernel, flipped), bias))
             features[name] = x
         return features
+
+
+class FeatureProbe:
+    """Activations of whole images (no gradient), from a VGG in a graph and session of its own.
+
+    For measuring a network or an image rather than optimising one: the image size may change between
+    calls (the placeholder has no fixed shape), and the weights are loaded once for every call."""
+
+    def __init__(self, network, params, layers, pooling="max", config=None):
+        self.layers = [canonical_layer(network, name) for name in layers]
+        deepest = max(self.layers, key=lambda name: layer_depth(network, name))
+        self._graph = tf.Graph()
+        with self._graph.as_default():
+            self._image = tf.compat.v1.placeholder(tf.float32, (1, None, None, 3), name="rgb")
+            features = VGG(network, params, deepest, pooling)(self._image)
+            self._fetch = {name: features[name] for name in self.layers}
+        self._session = tf.compat.v1.Session(graph=self._graph, config=config)
+
+    def __call__(self, rgb):
+        """{layer: (H, W, C) float32 activation after ReLU} of one RGB 0..255 image (H, W, 3)."""
+        out = self._session.run(self._fetch, {self._image: np.asarray(rgb, np.float32)[None]})
+        return {name: value[0] for name, value in out.items()}
+
+    def close(self):
+        self._session.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

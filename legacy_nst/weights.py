@@ -7,6 +7,7 @@ is always whole. $LEGACY_NST_WEIGHTS_URL replaces the download base address (a m
 """
 import hashlib
 import http.client
+import itertools
 import os
 import urllib.error
 import urllib.request
@@ -219,3 +220,12 @@ def save_keras_h5(path, network, params, spelling="legacy"):
             for wname, value in zip(wnames, params[name]):
                 group.create_dataset(wname, data=value)
             group.attrs["weight_names"] = np.array([n.encode() for n in wnames])
+
+
+def present_conv_layers(path, network):
+    """The conv layers of `network` that the file holds, from block1_conv1 down to the first one missing
+    (blocks 1-3 for the partial VGG19); the file is checked as load_weights checks it."""
+    load_weights(path, network, conv_layers(network)[:1])
+    reader = _read_npz if Path(path).suffix == ".npz" else _read_h5
+    present = set(reader(Path(path), [])[1])
+    return list(itertools.takewhile(present.__contains__, conv_layers(network)))
