@@ -26,9 +26,10 @@ import numpy as np
 from skimage import color, metrics
 
 from . import images
+from .architecture import canonical_layer, conv_layers, min_input_side
 from .atomic import write_text
 from .errors import UserError
-from .network import FeatureProbe, canonical_layer, conv_layers, min_input_side
+from .network import FeatureProbe
 from .reporting import contact_sheet
 
 DEFAULT_SIZE = 512

@@ -6,7 +6,7 @@ block3_conv1 is 5 convolutions instead of 16.
 """
 import numpy as np
 
-from .architecture import CAFFE_MEAN_BGR, POOLINGS, conv_layers
+from .architecture import CAFFE_MEAN_BGR, POOLINGS, canonical_layer, conv_layers, layer_depth
 from .errors import UserError
 from .runtime import tf
 

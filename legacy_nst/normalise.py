@@ -39,9 +39,10 @@ from PIL import Image
 from tqdm import tqdm
 
 from . import images
+from .architecture import conv_layers
 from .atomic import atomic_path
 from .errors import UserError
-from .network import FeatureProbe, conv_layers
+from .network import FeatureProbe
 from .weights import md5sum
 
 CACHE_VERSION = 1

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image, ImageDraw, ImageFilter
 
-from legacy_nst import compare, images, losses, network, weights
+from legacy_nst import architecture, compare, images, losses, network, weights
 from legacy_nst.errors import UserError
 
 SHARED_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "images"
@@ -40,7 +40,7 @@ def all_distances(section):
 
 
 def test_partial_weights_choose_blocks_1_to_3(real_weights, params, vgg19_h5):
-    assert weights.present_conv_layers(real_weights, "vgg19") == network.conv_layers("vgg19")[:8]
+    assert weights.present_conv_layers(real_weights, "vgg19") == architecture.conv_layers("vgg19")[:8]
     assert compare.default_layers(params) == compare.SHALLOW_LAYERS
     full = weights.load_weights(vgg19_h5, "vgg19", weights.present_conv_layers(vgg19_h5, "vgg19"))
     assert len(full) == 16 and compare.default_layers(full) == compare.PAPER_LAYERS

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from legacy_nst import cli, images, outputs, weights
+from legacy_nst import images, outputs, weights
 from legacy_nst.architecture import conv_layers
 from cli_helpers import run_main
 

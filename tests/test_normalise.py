@@ -7,11 +7,11 @@ import pytest
 import tensorflow as tf
 from PIL import Image, ImageDraw
 
-from legacy_nst import images, losses, network, normalise, weights
+from legacy_nst import architecture, images, losses, network, normalise, weights
 from legacy_nst.errors import UserError
 
 SHARED_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "images"
-LAYERS = network.conv_layers("vgg19")[:8]  # block1_conv1 .. block3_conv4: all the partial file holds
+LAYERS = architecture.conv_layers("vgg19")[:8]  # block1_conv1 .. block3_conv4: all the partial file holds
 SIDE = 128
 
 
