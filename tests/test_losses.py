@@ -8,9 +8,8 @@ import functools
 
 import numpy as np
 import pytest
-import tensorflow as tf
-
-from legacy_nst import losses, network, recipes, weights
+from legacy_nst import architecture, losses, network, recipes, weights
+from legacy_nst.runtime import tf
 from legacy_nst.transfer import Transfer
 
 EPS = 1e-10  # seed 002's adaptive epsilon
@@ -88,13 +87,16 @@ def np_objective(recipe, fx, fc, style_grams, x):
                   for l, w in zip(recipe.content_layers, np_layer_weights(recipe.content_layers,
                                                                          recipe.content_layer_weights)))
     style = sum(w * np_style(np_gram(fx[l], recipe.gram_norm), style_grams[l], recipe.style_form,
-                             np_scale(recipe.style_scale, fx[l].shape, x.shape))
+                             np_scale(recipe.style_norm, fx[l].shape, x.shape))
                 for l, w in zip(recipe.style_layers, np_layer_weights(recipe.style_layers,
                                                                      recipe.style_layer_weights)))
-    tv = np_tv(x, recipe.tv_form) if recipe.tv_weight else 0.0
     style_weight = recipe.style_weight * (recipe.style_weight if recipe.style_weight_twice else 1.0)
-    terms = np.array([content, style, tv])
-    return terms, float(np.dot([recipe.content_weight, style_weight, recipe.tv_weight], terms))
+    terms, weights = [content, style], [recipe.content_weight, style_weight]
+    if recipe.tv_form != "none":  # a recipe without a TV form has no TV term at all
+        terms.append(np_tv(x, recipe.tv_form))
+        weights.append(recipe.tv_weight)
+    terms = np.array(terms)
+    return terms, float(np.dot(weights, terms))
 
 
 def run_ops(build, *arrays):
@@ -108,13 +110,13 @@ def run_ops(build, *arrays):
 # ---------------------------------------------------------------------------------------- loss forms
 
 
-@pytest.mark.parametrize("norm", losses.GRAM_NORMS)
+@pytest.mark.parametrize("norm", recipes.GRAM_NORMS)
 def test_gram_forms(norm):
     f = np.random.default_rng(0).normal(size=(1, 5, 7, 4)) * 10
     np.testing.assert_allclose(run_ops(lambda t: losses.gram(t, norm), f), np_gram(f, norm), rtol=1e-5)
 
 
-@pytest.mark.parametrize("norm", losses.GRAM_NORMS)
+@pytest.mark.parametrize("norm", recipes.GRAM_NORMS)
 def test_gram_with_unknown_spatial_size(norm):
     """Transfer computes target Grams through a (1, None, None, 3) probe: n must be the runtime H·W."""
     f = np.random.default_rng(1).normal(size=(1, 6, 3, 5)).astype(np.float32)
@@ -127,7 +129,7 @@ def test_gram_with_unknown_spatial_size(norm):
     np.testing.assert_allclose(value, np_gram(f, norm), rtol=1e-5)
 
 
-@pytest.mark.parametrize("form", losses.CONTENT_FORMS)
+@pytest.mark.parametrize("form", recipes.CONTENT_FORMS)
 def test_squared_error_forms(form):
     rng = np.random.default_rng(2)
     x, p = rng.normal(size=(1, 4, 6, 8)) * 5, rng.normal(size=(1, 4, 6, 8)) * 5
@@ -135,20 +137,20 @@ def test_squared_error_forms(form):
     np.testing.assert_allclose(value, np_content(x, p, form), rtol=1e-5)
 
 
-@pytest.mark.parametrize("kind", losses.STYLE_SCALES)
-def test_style_scale(kind):
+@pytest.mark.parametrize("kind", recipes.STYLE_NORMS)
+def test_style_norm_factor(kind):
     layer_shape, image_shape = (1, 4, 6, 64), (1, 32, 48, 3)
-    assert losses.style_scale(kind, layer_shape, image_shape) == pytest.approx(
+    assert losses.style_norm_factor(kind, layer_shape, image_shape) == pytest.approx(
         np_scale(kind, layer_shape, image_shape), rel=1e-12)
     if kind == "image":
-        assert losses.style_scale(kind, layer_shape, image_shape) == pytest.approx(
+        assert losses.style_norm_factor(kind, layer_shape, image_shape) == pytest.approx(
             1.0 / (4 * 9 * (32 * 48) ** 2), rel=1e-12)  # RECIPES.md seed 003 literally
     if kind == "layer":
-        assert losses.style_scale(kind, layer_shape, image_shape) == pytest.approx(
+        assert losses.style_norm_factor(kind, layer_shape, image_shape) == pytest.approx(
             1.0 / (4 * 64**2 * 24**2), rel=1e-12)
 
 
-@pytest.mark.parametrize("form, scale", [(f, s) for f in losses.STYLE_FORMS for s in losses.STYLE_SCALES])
+@pytest.mark.parametrize("form, scale", [(f, s) for f in recipes.STYLE_FORMS for s in recipes.STYLE_NORMS])
 def test_style_term_forms(form, scale):
     """One layer's style term as the Objective assembles it: scale × form((gram(F) − A)²)."""
     rng = np.random.default_rng(3)
@@ -157,7 +159,7 @@ def test_style_term_forms(form, scale):
     image_shape = (1, 12, 20, 3)
 
     def build(features, a):
-        k = losses.style_scale(scale, tuple(features.shape.as_list()), image_shape)
+        k = losses.style_norm_factor(scale, tuple(features.shape.as_list()), image_shape)
         return k * losses.squared_error(losses.gram(features, "raw"), a, form)
 
     expected = np_style(np_gram(f, "raw"), target, form, np_scale(scale, f.shape, image_shape))
@@ -206,7 +208,7 @@ class Built:
         self.recipe = recipe
         self.graph = tf.Graph()
         with self.graph.as_default():
-            deepest = max(recipe.layers, key=lambda name: network.layer_depth(recipe.network, name))
+            deepest = max(recipe.layers, key=lambda name: architecture.layer_depth(recipe.network, name))
             self.vgg = network.VGG(recipe.network, params, deepest, recipe.pooling)
             self.probe = tf.compat.v1.placeholder(tf.float32, (1, None, None, 3))
             self.probe_features = self.vgg(self.probe)
@@ -228,7 +230,8 @@ class Built:
 
     def term_gradients(self):
         with self.graph.as_default():
-            return [tf.gradients(self.objective.terms[k], self.image)[0] for k in range(3)]
+            terms = self.objective.terms
+            return [tf.gradients(terms[k], self.image)[0] for k in range(len(self.objective.names))]
 
     def close(self):
         self.session.close()
@@ -239,7 +242,7 @@ SHAPE = (24, 20, 3)  # rows ≠ cols, and deep enough for block5 (24→12→6→
 OBJECTIVE_CASES = {
     "preview": {},
     "tf-eager-blog": {},
-    "hvass-vgg16": {"adaptive": False},
+    "hvass-vgg16": {"adaptive_weights": False},
     "keras-lbfgs": {"style_weight": 3.0},  # style_weight_twice is visible only away from 1
     "keras-gd-noise": {},
     "gatys2016": {},
@@ -247,7 +250,7 @@ OBJECTIVE_CASES = {
                            "content_layer_weights": (0.3, 0.7), "gram_norm": "elements", "tv_form": "l2",
                            "tv_weight": 0.5, "pooling": "max"},
     "keras-tv-positions": {"base": "tf-eager-blog", "tv_form": "keras", "tv_weight": 2.0,
-                           "style_scale": "layer"},
+                           "style_norm": "layer"},
 }
 
 
@@ -262,6 +265,7 @@ def test_objective_total_and_terms_match_numpy(case):
         total, terms = built.run((built.objective.total, built.objective.terms), x)
         expected_terms, expected_total = np_objective(recipe, built.features(x), built.content_features,
                                                       built.style_grams, x[None])
+        assert built.objective.names == ("content", "style", "tv")[:len(expected_terms)]
         assert np.all(expected_terms[:2] > 0)
         np.testing.assert_allclose(terms, expected_terms, rtol=2e-4)
         np.testing.assert_allclose(total, expected_total, rtol=2e-4)
@@ -291,7 +295,7 @@ def test_objective_at_the_targets_is_only_tv():
 @pytest.fixture(scope="module")
 def adaptive():
     recipe = shrink("hvass-vgg16")
-    assert recipe.adaptive
+    assert recipe.adaptive_weights
     content, style, x = images(SHAPE, 3, seed=9)
     built = Built(recipe, content, style, synthetic("vgg16", 4), SHAPE)
     built.x = x
@@ -303,7 +307,7 @@ def test_adaptive_total(adaptive):
     r, objective = adaptive.recipe, adaptive.objective
     total, terms, adjust = adaptive.run((objective.total, objective.terms, objective.adjust), adaptive.x)
     terms = terms.astype(np.float64)
-    expected_terms, _ = np_objective(dataclasses.replace(r, adaptive=False), adaptive.features(adaptive.x),
+    expected_terms, _ = np_objective(dataclasses.replace(r, adaptive_weights=False), adaptive.features(adaptive.x),
                                      adaptive.content_features, adaptive.style_grams, adaptive.x[None])
     np.testing.assert_allclose(terms, expected_terms, rtol=2e-4)
     w = np.array([r.content_weight, r.style_weight, r.tv_weight])
@@ -340,7 +344,8 @@ def test_feeding_adjust_overrides_it(adaptive):
 
 
 def test_non_adaptive_adjust_is_one():
-    recipe = shrink("gatys2016", content_layers=("block2_conv2",), style_layers=("block1_conv1", "block2_conv1"))
+    recipe = shrink("gatys2016", content_layers=("block2_conv2",), style_layers=("block1_conv1", "block2_conv1"),
+                    tv_form="l2", tv_weight=0.5)
     content, style, x = images(SHAPE, 3, seed=10)
     built = Built(recipe, content, style, synthetic("vgg19", 1), SHAPE)
     try:
@@ -360,7 +365,7 @@ def test_non_adaptive_adjust_is_one():
 def keras_vgg19(x, params, deepest):
     """Keras' VGG19 on a Caffe-preprocessed (BGR − mean) batch: kernels exactly as stored, max pooling."""
     outputs = {}
-    for name in network.layer_sequence("vgg19"):
+    for name in architecture.layer_sequence("vgg19"):
         if name.endswith("_pool"):
             x = tf.nn.max_pool2d(x, 2, 2, "VALID")
             continue
@@ -435,8 +440,8 @@ def test_precomputed_targets_equal_seed_003_batch_of_three():
 
     style_weight 3 instead of the recipe's 1, so seed 003's second multiplication by it is visible."""
     style_weight = 3.0
-    recipe = shrink("keras-lbfgs", style_weight=style_weight, iterations=1, maxfun=1)
-    assert recipe.style_weight_twice and recipe.style_scale == "image"
+    recipe = shrink("keras-lbfgs", style_weight=style_weight, iterations=1, lbfgs_maxfun=1)
+    assert recipe.style_weight_twice and recipe.style_norm == "image"
     shape = (32, 48, 3)  # rows ≠ cols, as the seed's resized_width × resized_height
     content, style, x = images(shape, 3, seed=12)
     params = synthetic("vgg19", 13)

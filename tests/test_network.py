@@ -1,10 +1,10 @@
 """The VGG graph against Keras' own VGG16/VGG19, layer naming, truncation and the minimum input size."""
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from legacy_nst import network, weights
+from legacy_nst import architecture, network, weights
 from legacy_nst.errors import UserError
+from legacy_nst.runtime import tf
 
 SIDE = 32
 
@@ -20,7 +20,7 @@ def rgb_batch(n=2, side=SIDE, seed=0):
 
 def our_features(net, params, rgb, deepest=None, pooling="max"):
     """Every conv activation of our graph VGG for an RGB 0..255 batch, through a placeholder and a Session."""
-    deepest = deepest or network.conv_layers(net)[-1]
+    deepest = deepest or architecture.conv_layers(net)[-1]
     graph = tf.Graph()
     with graph.as_default():
         image = tf.compat.v1.placeholder(tf.float32, (None,) + rgb.shape[1:], name="rgb")
@@ -59,7 +59,7 @@ def test_matches_keras_applications_vgg(net):
     model = app(weights=None, include_top=False, input_shape=(SIDE, SIDE, 3))
     set_conv_weights(model, params)
     rgb = rgb_batch()
-    layers = network.conv_layers(net)
+    layers = architecture.conv_layers(net)
     theirs = keras_features(model, layers, module.preprocess_input(rgb.copy()))
     ours = our_features(net, params, rgb)
     assert sorted(ours) == sorted(layers)
@@ -76,7 +76,7 @@ def test_avg_pooling_matches_keras_model_with_average_pools():
     params = weights.synthetic_weights(net, seed=11)
     inputs = keras.Input((SIDE, SIDE, 3))
     x = inputs
-    for name in network.layer_sequence(net):
+    for name in architecture.layer_sequence(net):
         if name.endswith("_pool"):
             x = keras.layers.AveragePooling2D(2, strides=2, name=name)(x)
         else:
@@ -85,7 +85,7 @@ def test_avg_pooling_matches_keras_model_with_average_pools():
     model = keras.Model(inputs, x)
     set_conv_weights(model, params)
     rgb = rgb_batch(seed=3)
-    layers = network.conv_layers(net)
+    layers = architecture.conv_layers(net)
     theirs = keras_features(model, layers, keras.applications.vgg19.preprocess_input(rgb.copy()))
     ours = our_features(net, params, rgb, pooling="avg")
     for name in layers:
@@ -100,7 +100,7 @@ def test_truncated_network_equals_prefix_of_full_network():
     rgb = rgb_batch(n=1, side=16)
     full = our_features("vgg19", params, rgb, deepest="block4_conv1")
     short = our_features("vgg19", params, rgb, deepest="block3_conv1")
-    assert list(short) == network.conv_layers("vgg19")[:5]
+    assert list(short) == architecture.conv_layers("vgg19")[:5]
     for name, value in short.items():
         np.testing.assert_array_equal(value, full[name])
 
@@ -116,33 +116,33 @@ def test_unknown_pooling_is_a_user_error():
 @pytest.mark.parametrize("net", ["vgg19", "vgg16"])
 @pytest.mark.parametrize("name", ["block4_conv2", "conv4_2", "relu4_2", " block4_conv2 "])
 def test_canonical_layer_spellings(net, name):
-    assert network.canonical_layer(net, name) == "block4_conv2"
+    assert architecture.canonical_layer(net, name) == "block4_conv2"
 
 
 def test_index_counts_conv_layers_of_that_network():
-    assert network.canonical_layer("vgg16", 8) == "block4_conv2"
-    assert network.canonical_layer("vgg19", 8) == "block4_conv1"
-    assert network.canonical_layer("vgg19", "7") == "block3_conv4"
+    assert architecture.canonical_layer("vgg16", 8) == "block4_conv2"
+    assert architecture.canonical_layer("vgg19", 8) == "block4_conv1"
+    assert architecture.canonical_layer("vgg19", "7") == "block3_conv4"
 
 
 def test_vgg16_ids_are_seed_002s_list():
-    assert network.conv_layers("vgg16") == VGG16_IDS
-    assert [network.canonical_layer("vgg16", i) for i in range(13)] == VGG16_IDS
-    assert [network.canonical_layer("vgg16", str(i)) for i in range(13)] == VGG16_IDS
+    assert architecture.conv_layers("vgg16") == VGG16_IDS
+    assert [architecture.canonical_layer("vgg16", i) for i in range(13)] == VGG16_IDS
+    assert [architecture.canonical_layer("vgg16", str(i)) for i in range(13)] == VGG16_IDS
     # the hvass recipe's content id [4] is block3_conv1
-    assert network.canonical_layer("vgg16", 4) == "block3_conv1"
+    assert architecture.canonical_layer("vgg16", 4) == "block3_conv1"
 
 
 def test_vgg19_conv_order():
     expected = [f"block{b}_conv{i}" for b, n in zip(range(1, 6), (2, 2, 4, 4, 4)) for i in range(1, n + 1)]
-    assert network.conv_layers("vgg19") == expected
-    assert [network.canonical_layer("vgg19", i) for i in range(16)] == expected
+    assert architecture.conv_layers("vgg19") == expected
+    assert [architecture.canonical_layer("vgg19", i) for i in range(16)] == expected
 
 
 @pytest.mark.parametrize("net, index", [("vgg16", 13), ("vgg19", 16), ("vgg16", 99)])
 def test_index_out_of_range(net, index):
     with pytest.raises(UserError, match="out of range"):
-        network.canonical_layer(net, index)
+        architecture.canonical_layer(net, index)
 
 
 @pytest.mark.parametrize("net, name, suggestion", [
@@ -154,7 +154,7 @@ def test_index_out_of_range(net, index):
 ])
 def test_unknown_layer_suggests(net, name, suggestion):
     with pytest.raises(UserError) as info:
-        network.canonical_layer(net, name)
+        architecture.canonical_layer(net, name)
     message = str(info.value)
     assert "did you mean" in message
     assert suggestion in message.split("did you mean", 1)[1]
@@ -164,7 +164,7 @@ def test_unknown_layer_suggests(net, name, suggestion):
 @pytest.mark.parametrize("name", ["pool5", "", "fc7", "-1"])
 def test_unrecognisable_layer_is_a_user_error(name):
     with pytest.raises(UserError):
-        network.canonical_layer("vgg19", name)
+        architecture.canonical_layer("vgg19", name)
 
 
 # ----------------------------------------------------------------------------------------- truncation
@@ -172,7 +172,7 @@ def test_unrecognisable_layer_is_a_user_error(name):
 
 @pytest.mark.parametrize("net", ["vgg19", "vgg16"])
 def test_vgg_builds_only_the_convs_it_needs(net):
-    needed = network.conv_layers(net)[:5]
+    needed = architecture.conv_layers(net)[:5]
     # only the needed weights are given: a deeper lookup would be a KeyError
     params = weights.synthetic_weights(net, seed=0, layers=set(needed))
     graph = tf.Graph()
@@ -212,7 +212,7 @@ def test_vgg_shares_weights_between_calls():
     ("vgg16", [4], 4),
 ])
 def test_min_input_side_values(net, layers, side):
-    assert network.min_input_side(net, layers) == side
+    assert architecture.min_input_side(net, layers) == side
 
 
 @pytest.mark.parametrize("net", ["vgg19", "vgg16"])
@@ -220,7 +220,7 @@ def test_min_input_side_is_the_true_minimum(net):
     """At the minimum side every layer up to the deepest has ≥ 1 pixel; one pixel less loses the deepest."""
     params = weights.synthetic_weights(net, seed=0)
     for deepest in [f"block{b}_conv1" for b in range(1, 6)]:
-        side = network.min_input_side(net, [deepest])
+        side = architecture.min_input_side(net, [deepest])
         graph = tf.Graph()
         with graph.as_default():
             vgg = network.VGG(net, params, deepest)
@@ -236,4 +236,4 @@ def test_min_input_side_is_the_true_minimum(net):
 
 def test_min_input_side_rejects_unknown_layers():
     with pytest.raises(UserError):
-        network.min_input_side("vgg16", ["block3_conv4"])
+        architecture.min_input_side("vgg16", ["block3_conv4"])

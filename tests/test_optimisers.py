@@ -1,12 +1,12 @@
 """The optimisers against the seeds' update rules, the Evaluator's one-run-per-evaluation contract, the
-lockstep generator's thread handling, and exact resume from `state()`.
+callbacks (what they are given, on which thread, and how an exception in them ends a run), and exact
+resume from `state()`.
 
 Recipes keep their optimiser settings but read shallow layers, so every graph here is small.
 """
 import dataclasses
 import functools
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -42,34 +42,37 @@ def make_transfer(r, init_image=None, seed=0):
     return Transfer(r, content, [style], synthetic(r.network), seed=seed, device="cpu", init_image=init_image)
 
 
-def lbfgs_threads():
-    return {t for t in threading.enumerate() if t.name == "lbfgs" and t.is_alive()}
+class Stop(Exception):
+    """Raised by a test's callback to end a run where it chooses."""
 
 
-def wait_no_new_threads(before, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while lbfgs_threads() - before and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return lbfgs_threads() - before
+class Record:
+    """The callbacks of one run: every Measurement, and every (iteration, evaluations, image) iteration.
 
+    `stop_evaluation` / `stop_iteration`: raise Stop after recording that evaluation number / iteration.
+    `also`: called with each Measurement or iteration tuple, for checks that need the session mid-run."""
 
-def within(seconds, fn):
-    """fn() in a helper thread: a lockstep that loses the worker's exception would hang, not fail."""
-    outcome = {}
+    def __init__(self, stop_evaluation=None, stop_iteration=None, also=None):
+        self.measurements, self.iterations = [], []
+        self.stop_evaluation, self.stop_iteration, self.also = stop_evaluation, stop_iteration, also
 
-    def target():
-        try:
-            outcome["value"] = fn()
-        except BaseException as exc:  # noqa: B902 - handed back to the test
-            outcome["error"] = exc
+    def on_evaluation(self, measurement):
+        self.measurements.append(measurement)
+        if self.also:
+            self.also(measurement)
+        if measurement.evaluations == self.stop_evaluation:
+            raise Stop(f"evaluation {measurement.evaluations}")
 
-    helper = threading.Thread(target=target, daemon=True)
-    helper.start()
-    helper.join(seconds)
-    assert not helper.is_alive(), f"still running after {seconds} s (a hang)"
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome.get("value")
+    def on_iteration(self, iteration, evaluations, image):
+        self.iterations.append((iteration, evaluations, np.array(image, copy=True)))
+        if self.also:
+            self.also(self.iterations[-1])
+        if iteration == self.stop_iteration:
+            raise Stop(f"iteration {iteration}")
+
+    def run(self, transfer, state=None):
+        transfer.run(self.on_evaluation, self.on_iteration, state)
+        return self
 
 
 class CountingSession:
@@ -91,19 +94,44 @@ def objective_values(transfer, x):
     return float(total), terms.astype(np.float64), grad[0].astype(np.float64)
 
 
+@pytest.fixture
+def scipy_calls(monkeypatch):
+    """Every fmin_l_bfgs_b call the L-BFGS optimiser makes: (x0, kwargs, returned x, info)."""
+    calls = []
+
+    def recording(func, x0, **kwargs):
+        start = np.array(x0, copy=True)
+        x, value, info = fmin_l_bfgs_b(func, x0, **kwargs)
+        calls.append((start, kwargs, np.array(x, copy=True), info))
+        return x, value, info
+
+    monkeypatch.setattr(optimisers, "fmin_l_bfgs_b", recording)
+    return calls
+
+
 # ------------------------------------------------------------------------------------------ L-BFGS
 
 
 def test_evaluator_runs_once_per_scipy_evaluation():
     r = recipe("keras-lbfgs")
-    transfer = make_transfer(r)
-    try:
+    with make_transfer(r) as transfer:
         counting = CountingSession(transfer.session)
         evaluator = optimisers.Evaluator(counting, transfer.objective, transfer.optimiser.image, SHAPE)
+        measured, asked = [], []
+        evaluator.on_evaluation = measured.append
+
+        def loss(x):
+            asked.append(np.array(x, copy=True))
+            return evaluator.loss(x)
+
         x0 = transfer.content.astype(np.float64).ravel()
-        x, value, info = fmin_l_bfgs_b(evaluator.loss, x0, fprime=evaluator.grads, maxfun=7)
+        x, value, info = fmin_l_bfgs_b(loss, x0, fprime=evaluator.grads, maxfun=7)
         assert info["funcalls"] >= 2
-        assert counting.runs == info["funcalls"] == evaluator.runs
+        assert counting.runs == info["funcalls"] == evaluator.runs == len(measured) == len(asked)
+        # one Measurement per evaluation, numbered on, of the point scipy asked about
+        assert [m.evaluations for m in measured] == list(range(1, len(measured) + 1))
+        for m, point in zip(measured, asked):
+            np.testing.assert_array_equal(m.image, point.astype(np.float32).reshape(SHAPE))
         # loss and gradient are those of the objective at the point asked for
         total, _, grad = objective_values(transfer, x.reshape(SHAPE))
         before = counting.runs
@@ -111,14 +139,11 @@ def test_evaluator_runs_once_per_scipy_evaluation():
         np.testing.assert_allclose(evaluator.grads(x), grad.ravel(), rtol=1e-6, atol=1e-9 * np.abs(grad).max())
         assert counting.runs == before + 1  # grads(x) right after loss(x) is the cached gradient
         assert value <= evaluator.loss(x0) + 1e-6 * abs(value)
-    finally:
-        transfer.close()
 
 
 def test_evaluator_grads_at_a_new_point_evaluates():
     r = recipe("keras-lbfgs")
-    transfer = make_transfer(r)
-    try:
+    with make_transfer(r) as transfer:
         counting = CountingSession(transfer.session)
         evaluator = optimisers.Evaluator(counting, transfer.objective, transfer.optimiser.image, SHAPE)
         x = transfer.content.astype(np.float64).ravel()
@@ -128,210 +153,137 @@ def test_evaluator_grads_at_a_new_point_evaluates():
         assert counting.runs == 2 and g.dtype == np.float64 and g.shape == y.shape
         np.testing.assert_allclose(g, objective_values(transfer, y.reshape(SHAPE))[2].ravel(), rtol=1e-6,
                                    atol=1e-9 * np.abs(g).max())
-    finally:
-        transfer.close()
 
 
-def test_lbfgs_restarts_yield_a_boundary_per_restart():
-    """Seed 003's outer loop: iterations=3 restarts of fmin_l_bfgs_b(maxfun), one Step per evaluation,
-    then a boundary Step carrying the restart's result."""
-    r = recipe("keras-lbfgs", iterations=3, maxfun=5)
-    transfer = make_transfer(r)
-    try:
+def test_lbfgs_restarts_report_every_evaluation_and_each_restart(scipy_calls):
+    """Seed 003's outer loop: iterations=15 evaluations in restarts of fmin_l_bfgs_b(maxfun=5); one
+    Measurement per evaluation, then on_iteration once per restart with the image scipy returned."""
+    r = recipe("keras-lbfgs", iterations=15, lbfgs_maxfun=5)
+    assert r.restarts == 3
+    with make_transfer(r) as transfer:
         counting = CountingSession(transfer.session)
         transfer.optimiser.evaluator.session = counting
-        steps = list(transfer.steps())
-        boundaries = [s for s in steps if s.boundary]
-        assert [s.iteration for s in boundaries] == [0, 1, 2]
-        assert steps[-1].boundary
-        evaluations = [s for s in steps if not s.boundary]
-        assert counting.runs == len(evaluations)  # one session.run per evaluation
-        assert [s.evaluations for s in evaluations] == list(range(1, len(evaluations) + 1))
+        record = Record().run(transfer)
+        measured = record.measurements
+        assert len(scipy_calls) == 3 and [kwargs["maxfun"] for _, kwargs, _, _ in scipy_calls] == [5, 5, 5]
+        assert counting.runs == len(measured) == sum(info["funcalls"] for *_, info in scipy_calls)
+        assert [m.evaluations for m in measured] == list(range(1, len(measured) + 1))
+        assert [(i, e) for i, e, _ in record.iterations] == [
+            (k, sum(info["funcalls"] for *_, info in scipy_calls[:k + 1])) for k in range(3)]
         start = transfer.content.astype(np.float64)
-        seen = 0
-        for restart in range(3):
-            mine = [s for s in evaluations if s.iteration == restart]
-            assert 1 <= len(mine)
-            seen += len(mine)
-            boundary = boundaries[restart]
-            assert boundary.evaluations == seen
-            # each restart starts where the previous one ended
+        for restart, ((iteration, evaluations, image), (x0, _, returned, _)) in enumerate(
+                zip(record.iterations, scipy_calls)):
+            mine = [m for m in measured if m.iteration == restart]
+            assert len(mine) >= 1 and mine[-1].evaluations == evaluations
+            # each restart starts where the previous one ended, and reports the image scipy returned
+            np.testing.assert_array_equal(x0, start.ravel())
             np.testing.assert_array_equal(mine[0].image, start.astype(np.float32))
-            total, terms, _ = objective_values(transfer, boundary.image)
-            assert boundary.total == pytest.approx(total, rel=1e-6)
-            assert boundary.terms == pytest.approx(dict(zip(("content", "style", "tv"), terms)), rel=1e-6)
-            assert boundary.total <= mine[0].total
-            start = boundary.image
+            np.testing.assert_array_equal(image, returned.astype(np.float32).reshape(SHAPE))
+            assert any(np.array_equal(m.image, image) for m in mine)  # scipy returns a point it evaluated
+            total, _, _ = objective_values(transfer, image)
+            assert total <= mine[0].total
+            start = returned.reshape(SHAPE)
         state = transfer.state()
-        assert state["iteration"] == 3
-        np.testing.assert_array_equal(state["image"].astype(np.float32), boundaries[-1].image)
-        # every evaluation Step reports what it was measured on
-        step = evaluations[len(evaluations) // 2]
-        total, _, _ = objective_values(transfer, step.image)
-        assert step.total == pytest.approx(total, rel=1e-6)
-    finally:
-        transfer.close()
+        assert (state["iteration"], state["evaluations"]) == (3, len(measured))
+        np.testing.assert_array_equal(state["image"], start)
+        # every Measurement reports what it was measured on, the terms in the objective's order
+        for m in (measured[0], measured[len(measured) // 2], measured[-1]):
+            total, terms, _ = objective_values(transfer, m.image)
+            assert m.total == pytest.approx(total, rel=1e-6)
+            np.testing.assert_allclose(m.terms, terms, rtol=1e-6)
+            np.testing.assert_array_equal(m.adjust, [1.0, 1.0, 1.0])
+        assert transfer.term_names == ("content", "style", "tv")
+
+
+def test_lbfgs_maxfun_zero_is_one_call_with_the_whole_budget(scipy_calls):
+    r = recipe("keras-lbfgs", iterations=9, lbfgs_maxfun=0, lbfgs_stop_early=False)
+    assert r.restarts == 1
+    with make_transfer(r) as transfer:
+        record = Record().run(transfer)
+    assert len(scipy_calls) == 1 and scipy_calls[0][1]["maxfun"] == 9
+    assert [i for i, _, _ in record.iterations] == [0]
+    assert {m.iteration for m in record.measurements} == {0}
+    assert len(record.measurements) >= 9  # no early stop: the budget is spent (scipy ends past maxfun)
+
+
+def test_lbfgs_memory_and_tolerances_reach_scipy(scipy_calls):
+    r = recipe("keras-lbfgs", iterations=4, lbfgs_maxfun=4, lbfgs_memory=3, lbfgs_stop_early=False)
+    with make_transfer(r) as transfer:
+        Record().run(transfer)
+    (_, kwargs, _, _), = scipy_calls
+    assert (kwargs["m"], kwargs["factr"], kwargs["pgtol"], kwargs["bounds"]) == (3, 0.0, 0.0, None)
 
 
 def test_lbfgs_bounds_keep_pixels_in_range():
-    r = recipe("preview", maxfun=8, iterations=1, style_weight=1e3)
-    assert r.lbfgs_bounds
-    transfer = make_transfer(r)
-    try:
-        steps = list(transfer.steps())
-        for s in steps:
-            assert s.image.min() >= 0.0 and s.image.max() <= 255.0
+    r = recipe("preview", iterations=8, style_weight=1e3)
+    assert r.lbfgs_bounds and r.lbfgs_maxfun == 0
+    with make_transfer(r) as transfer:
+        record = Record().run(transfer)
+        for m in record.measurements:
+            assert m.image.min() >= 0.0 and m.image.max() <= 255.0
         final = transfer.state()["image"]
         assert final.min() >= 0.0 and final.max() <= 255.0
         assert np.any(final == 0.0) or np.any(final == 255.0)  # the bounds were active
-    finally:
-        transfer.close()
 
 
 def test_lbfgs_adaptive_objective_is_fixed_within_a_restart():
     """With seed 002's adaptive weights under L-BFGS, adjust is taken at each restart's start image."""
-    r = recipe("hvass-vgg16", optimizer="lbfgs", iterations=2, maxfun=4, content_layers=("2",),
+    r = recipe("hvass-vgg16", optimizer="lbfgs", iterations=8, lbfgs_maxfun=4, content_layers=("2",),
                style_layers=("0", "2"))
-    assert r.adaptive
-    transfer = make_transfer(r, init_image=pictures()[0].astype(np.float64))
-    try:
-        steps = list(transfer.steps())
+    assert r.adaptive_weights and r.restarts == 2
+    with make_transfer(r, init_image=pictures()[0].astype(np.float64)) as transfer:
+        record = Record().run(transfer)
         w = np.array([r.content_weight, r.style_weight, r.tv_weight])
         start = transfer.content
         for restart in range(2):
             _, start_terms, _ = objective_values(transfer, start)
             adjust = 1.0 / (start_terms + ADAPTIVE_EPS)
-            for s in (s for s in steps if s.iteration == restart and not s.boundary):
-                terms = np.array([s.terms[k] for k in ("content", "style", "tv")])
-                assert s.total == pytest.approx(float(np.sum(w * adjust * terms)), rel=1e-5)
-            start = [s for s in steps if s.boundary][restart].image
-    finally:
-        transfer.close()
+            mine = [m for m in record.measurements if m.iteration == restart]
+            assert len(mine) >= 2
+            for m in mine:
+                np.testing.assert_allclose(m.adjust, adjust, rtol=1e-5)
+                assert m.total == pytest.approx(float(np.sum(w * adjust * m.terms)), rel=1e-5)
+            start = record.iterations[restart][2]
 
 
-# --------------------------------------------------------------------------------------- lockstep
+# -------------------------------------------------------------------------------------- callbacks
 
 
-def test_lockstep_runs_to_completion_and_returns():
-    log = []
-
-    def run(report):
-        for i in range(5):
-            log.append(("worker", i))
-            report(i)
-        return "result"
-
-    def consume():
-        result = yield from optimisers.lockstep(run)
-        return result
-
-    before = lbfgs_threads()
-    items, gen = [], consume()
-    while True:
-        try:
-            item = next(gen)
-        except StopIteration as stop:
-            assert stop.value == "result"
-            break
-        log.append(("consumer", item))
-        items.append(item)
-    assert items == list(range(5))
-    # strictly alternating: the worker never runs ahead of the consumer
-    assert log == [(who, i) for i in range(5) for who in ("worker", "consumer")]
-    assert not wait_no_new_threads(before)
+def test_exception_from_on_evaluation_stops_lbfgs_mid_run():
+    """An interrupt or a non-finite loss raised from a callback leaves scipy at once and reaches the caller;
+    the restart it interrupted is not finished, so state() is still that restart's start."""
+    r = recipe("keras-lbfgs", iterations=30, lbfgs_maxfun=10)
+    with make_transfer(r) as transfer:
+        counting = CountingSession(transfer.session)
+        transfer.optimiser.evaluator.session = counting
+        record = Record(stop_evaluation=3)
+        with pytest.raises(Stop, match="evaluation 3"):
+            record.run(transfer)
+        assert [m.evaluations for m in record.measurements] == [1, 2, 3]
+        assert counting.runs == 3  # nothing evaluated after the exception
+        assert record.iterations == []
+        state = transfer.state()
+        assert (state["iteration"], state["evaluations"]) == (0, 0)
+        np.testing.assert_array_equal(state["image"], transfer.content.astype(np.float64))
 
 
-def test_lockstep_worker_waits_for_the_consumer():
-    progress = []
-
-    def run(report):
-        for i in range(100):
-            report(i)
-            progress.append(i)
-
-    gen = optimisers.lockstep(run)
-    assert next(gen) == 0
-    time.sleep(0.1)
-    assert progress == []  # still blocked inside report(0)
-    assert next(gen) == 1
-    time.sleep(0.1)
-    assert progress == [0]
-    gen.close()
-
-
-def test_closing_lockstep_early_stops_the_worker():
-    before = lbfgs_threads()
-    reached, cleaned = [], []
-
-    def run(report):
-        try:
-            for i in range(1000):
-                report(i)
-                reached.append(i)
-        finally:
-            cleaned.append(True)
-
-    gen = optimisers.lockstep(run)
-    assert [next(gen) for _ in range(3)] == [0, 1, 2]
-    assert lbfgs_threads() - before  # the worker exists while the consumer holds the generator
-    gen.close()
-    assert not lbfgs_threads() - before  # close() joins: nothing is left alive, at once
-    assert cleaned == [True]
-    assert reached == [0, 1]  # report(2) raised instead of returning
-
-
-def test_lockstep_worker_exception_propagates():
-    before = lbfgs_threads()
-
-    class Boom(RuntimeError):
-        pass
-
-    def run(report):
-        report("a")
-        report("b")
-        raise Boom("from scipy's side")
-
-    gen = optimisers.lockstep(run)
-    assert next(gen) == "a"
-    assert next(gen) == "b"
-    with pytest.raises(Boom, match="scipy's side"):
-        within(10, lambda: next(gen))
-    assert not wait_no_new_threads(before)
-
-
-def test_lockstep_exception_before_first_item():
-    before = lbfgs_threads()
-
-    def run(report):
-        raise ValueError("no items at all")
-
-    with pytest.raises(ValueError, match="no items"):
-        within(10, lambda: list(optimisers.lockstep(run)))
-    assert not wait_no_new_threads(before)
-
-
-def test_closing_lbfgs_steps_early_leaves_no_thread():
-    before = lbfgs_threads()
-    r = recipe("keras-lbfgs", iterations=3, maxfun=10)
-    transfer = make_transfer(r)
-    try:
-        gen = transfer.steps()
-        first = [next(gen) for _ in range(3)]
-        assert not any(s.boundary for s in first)
-        assert lbfgs_threads() - before
-        gen.close()
-        assert not lbfgs_threads() - before
-        assert transfer.state()["iteration"] == 0
-    finally:
-        transfer.close()
+def test_exception_from_on_iteration_stops_lbfgs_after_that_restart(scipy_calls):
+    r = recipe("keras-lbfgs", iterations=30, lbfgs_maxfun=10)
+    with make_transfer(r) as transfer:
+        record = Record(stop_iteration=1)
+        with pytest.raises(Stop, match="iteration 1"):
+            record.run(transfer)
+        assert len(scipy_calls) == 2  # the third restart never started
+        assert [i for i, _, _ in record.iterations] == [0, 1]
+        assert {m.iteration for m in record.measurements} == {0, 1}
+        state = transfer.state()
+        assert (state["iteration"], state["evaluations"]) == (2, len(record.measurements))
+        np.testing.assert_array_equal(state["image"].astype(np.float32), record.iterations[-1][2])
 
 
 def test_error_inside_an_lbfgs_evaluation_propagates():
-    before = lbfgs_threads()
-    r = recipe("keras-lbfgs", iterations=2, maxfun=10)
-    transfer = make_transfer(r)
-    try:
-        evaluator = transfer.optimiser.evaluator
+    r = recipe("keras-lbfgs", iterations=20, lbfgs_maxfun=10)
+    with make_transfer(r) as transfer:
 
         class Broken:
             def __init__(self, session):
@@ -343,14 +295,30 @@ def test_error_inside_an_lbfgs_evaluation_propagates():
                     raise FloatingPointError("evaluation 3 failed")
                 return self.session.run(*args, **kwargs)
 
-        evaluator.session = Broken(transfer.session)
-        seen = []
+        transfer.optimiser.evaluator.session = Broken(transfer.session)
+        record = Record()
         with pytest.raises(FloatingPointError, match="evaluation 3"):
-            within(60, lambda: seen.extend(transfer.steps()))
-        assert len(seen) == 2
-        assert not wait_no_new_threads(before)
-    finally:
-        transfer.close()
+            record.run(transfer)
+        assert len(record.measurements) == 2 and record.iterations == []
+
+
+@pytest.mark.parametrize("name, changes", [
+    ("keras-lbfgs", {"iterations": 10, "lbfgs_maxfun": 5}),
+    ("tf-eager-blog", {"iterations": 3}),
+    ("keras-gd-noise", {"iterations": 3}),
+])
+def test_callbacks_run_on_the_callers_thread_and_no_thread_is_started(name, changes):
+    """No worker thread any more: both callbacks run on the thread that called run(), and the run leaves
+    the same Python threads alive as before it."""
+    r = recipe(name, **changes)
+    with make_transfer(r) as transfer:
+        caller, before = threading.current_thread(), set(threading.enumerate())
+        seen = []
+        record = Record(also=lambda _: seen.append((threading.current_thread(), set(threading.enumerate()))))
+        record.run(transfer)
+        assert len(seen) == len(record.measurements) + len(record.iterations) >= 4
+        assert all(thread is caller and alive == before for thread, alive in seen)
+        assert set(threading.enumerate()) == before
 
 
 # ------------------------------------------------------------------------------ one step, as seeded
@@ -375,21 +343,30 @@ def test_adam_steps_are_tf1_adam(clip):
     """Seed 000: Adam(lr 5, beta1 0.99, epsilon 0.1, beta2 default), optionally clipped to 0..255."""
     r = recipe("tf-eager-blog", iterations=2, clip=clip)
     assert (r.learning_rate, r.beta1, r.beta2, r.epsilon) == (5.0, 0.99, 0.999, 0.1)
-    transfer = make_transfer(r)
-    try:
-        o = transfer.objective
+    with make_transfer(r) as transfer:
         x = transfer.content.astype(np.float64)
-        steps, grads, states = transfer.steps(), [], []
-        for i in range(2):
-            image = transfer.session.run(transfer.optimiser.image)[0]
-            total, g = transfer.session.run((o.total, o.gradient))
-            grads.append(g[0].astype(np.float64))
-            step = next(steps)
-            # the step reports the image the loss was measured on, before the update
-            np.testing.assert_array_equal(step.image, image)
-            assert step.total == pytest.approx(float(total), rel=1e-6)
-            assert step.iteration == i
-            states.append(transfer.state())
+        grads, states, expected = [], [], []
+
+        def during(event):
+            if isinstance(event, optimisers.Measurement):
+                # the objective where the Measurement says it was measured (the image before the update)
+                total, _, g = objective_values(transfer, event.image)
+                expected.append(total)
+                grads.append(g)
+            else:
+                states.append(transfer.state())
+
+        record = Record(also=during).run(transfer)
+        measured = record.measurements
+        assert [(m.iteration, m.evaluations) for m in measured] == [(0, 1), (1, 2)]
+        assert [(i, e) for i, e, _ in record.iterations] == [(0, 1), (1, 2)]
+        np.testing.assert_array_equal(measured[0].image, transfer.content)  # init = content
+        for m, total in zip(measured, expected):
+            assert m.total == pytest.approx(total, rel=1e-6)
+        for (_, _, image), state, m in zip(record.iterations, states, measured[1:]):
+            # on_iteration gets the image after the update, which the next step measures
+            np.testing.assert_array_equal(image, state["image"])
+            np.testing.assert_array_equal(m.image, image)
         for state, (x_ref, m_ref, v_ref) in zip(states, tf1_adam(x, grads, r.learning_rate, r.beta1, r.beta2,
                                                                  r.epsilon, clip)):
             np.testing.assert_allclose(state["image"], x_ref, rtol=1e-5, atol=1e-3)
@@ -400,100 +377,98 @@ def test_adam_steps_are_tf1_adam(clip):
         unclipped = list(tf1_adam(x, grads, r.learning_rate, r.beta1, r.beta2, r.epsilon, False))[-1][0]
         if clip:
             assert unclipped.min() < 0 or unclipped.max() > 255  # the clip had work to do
-    finally:
-        transfer.close()
 
 
 def test_seed_002_normalised_descent_step():
     """x ← clip(x − step · g / (std(g) + 1e-8), 0, 255), step 10."""
     r = recipe("hvass-vgg16", iterations=1, content_layers=("2",), style_layers=("0", "1", "2"))
-    assert (r.learning_rate, r.gd_norm, r.gd_eps, r.clip) == (10.0, "std", 1e-8, True)
+    assert (r.learning_rate, r.descent_norm, r.descent_eps, r.clip) == (10.0, "std", 1e-8, True)
     x0 = np.random.default_rng(1).uniform(0.0, 255.0, SHAPE)
-    transfer = make_transfer(r, init_image=x0)
-    try:
+    with make_transfer(r, init_image=x0) as transfer:
         total, _, g = objective_values(transfer, x0)
-        (step,) = list(transfer.steps())
+        record = Record().run(transfer)
+        (m,) = record.measurements
         unclipped = x0 - 10.0 * g / (np.std(g) + 1e-8)
         expected = np.clip(unclipped, 0.0, 255.0)
         assert np.any(unclipped != expected)  # the clip had work to do
         np.testing.assert_allclose(transfer.state()["image"], expected, rtol=1e-6, atol=1e-4)
-        np.testing.assert_array_equal(step.image, x0.astype(np.float32))
-        assert step.total == pytest.approx(total, rel=1e-6)
-    finally:
-        transfer.close()
+        np.testing.assert_array_equal(m.image, x0.astype(np.float32))
+        assert (m.iteration, m.evaluations) == (0, 1)
+        assert m.total == pytest.approx(total, rel=1e-6)
+        ((iteration, evaluations, image),) = record.iterations
+        assert (iteration, evaluations) == (0, 1)
+        np.testing.assert_array_equal(image, transfer.state()["image"].astype(np.float32))
 
 
 def test_seed_004_rms_descent_step():
     """x ← x − 0.01 · g / (sqrt(mean(g²)) + 1e-5), no clip."""
     r = recipe("keras-gd-noise", iterations=2, style_layers=("block2_conv1", "block1_conv1"),
                style_layer_weights=(1 / 2, 1 / 3), content_layers=("block1_conv1",))
-    assert (r.learning_rate, r.gd_norm, r.gd_eps, r.clip) == (0.01, "rms", 1e-5, False)
+    assert (r.learning_rate, r.descent_norm, r.descent_eps, r.clip) == (0.01, "rms", 1e-5, False)
     x0 = np.random.default_rng(2).uniform(-5.0, 260.0, SHAPE)  # outside 0..255 stays outside: no clip
-    transfer = make_transfer(r, init_image=x0)
-    try:
+    with make_transfer(r, init_image=x0) as transfer:
+        states = []
+        record = Record(also=lambda e: None if isinstance(e, optimisers.Measurement)
+                        else states.append(transfer.state())).run(transfer)
+        assert len(states) == len(record.measurements) == 2
         x = x0
-        steps = transfer.steps()
-        for _ in range(2):
+        for state, m in zip(states, record.measurements):
+            np.testing.assert_array_equal(m.image, x.astype(np.float32))
             _, _, g = objective_values(transfer, x)
             x = x - 0.01 * g / (np.sqrt(np.mean(g * g)) + 1e-5)
-            next(steps)
-            np.testing.assert_allclose(transfer.state()["image"], x, rtol=1e-7, atol=1e-6)
+            np.testing.assert_allclose(state["image"], x, rtol=1e-7, atol=1e-6)
         assert transfer.state()["image"].min() < 0.0
-    finally:
-        transfer.close()
 
 
 def test_gd_noise_init_is_seed_004s_uniform_in_preprocessed_space():
     """Not an update, but the start seed 004's descent relies on: U[0, 1) in BGR − mean space."""
     r = recipe("keras-gd-noise", iterations=1, style_layers=("block2_conv1",), style_layer_weights=(1.0,),
                content_layers=("block1_conv1",))
-    transfer = make_transfer(r, seed=3)
-    try:
+    with make_transfer(r, seed=3) as transfer:
         x0 = transfer.state()["image"]
         preprocessed = x0[..., ::-1] - np.array([103.939, 116.779, 123.68])
         assert preprocessed.min() >= 0.0 and preprocessed.max() < 1.0
-    finally:
-        transfer.close()
 
 
 # ------------------------------------------------------------------------------------------- resume
 
 
-def run_straight(r, init_image=None):
-    transfer = make_transfer(r, init_image=init_image)
-    try:
-        steps = list(transfer.steps())
-        return steps, transfer.state()
-    finally:
-        transfer.close()
+def run_straight(r):
+    with make_transfer(r) as transfer:
+        return Record().run(transfer), transfer.state()
 
 
-def run_resumed(r, stop_after, init_image=None):
-    """Run until `stop_after(step)` says so, take state(), continue in a brand-new Transfer."""
-    first = make_transfer(r, init_image=init_image)
-    try:
-        gen, before = first.steps(), []
-        for step in gen:
-            before.append(step)
-            if stop_after(step):
-                break
-        gen.close()
+def run_resumed(r, stop_iteration):
+    """Stop by raising from on_iteration at `stop_iteration`, take state(), continue in a brand-new Transfer."""
+    before = Record(stop_iteration=stop_iteration)
+    with make_transfer(r) as first:
+        with pytest.raises(Stop):
+            before.run(first)
         state = first.state()
-    finally:
-        first.close()
-    second = make_transfer(r, init_image=None if init_image is None else init_image + 17.0)  # start is ignored
-    try:
-        after = list(second.steps(state))
-        return before, after, second.state()
-    finally:
-        second.close()
+    # a different start image: a resume must ignore it
+    with make_transfer(r, init_image=pictures(seed=5)[0].astype(np.float64)) as second:
+        return before, Record().run(second, state), second.state()
 
 
 def assert_same_state(a, b):
     assert a.keys() == b.keys()
     for key in a:
-        np.testing.assert_allclose(np.asarray(b[key], np.float64), np.asarray(a[key], np.float64), rtol=1e-6,
-                                   atol=1e-6, err_msg=key)
+        np.testing.assert_array_equal(np.asarray(b[key]), np.asarray(a[key]), err_msg=key)
+
+
+def assert_same_measurements(straight, resumed):
+    assert len(straight) == len(resumed)
+    for s, t in zip(straight, resumed):
+        assert (t.iteration, t.evaluations, t.total) == (s.iteration, s.evaluations, s.total)
+        np.testing.assert_array_equal(t.image, s.image)
+        np.testing.assert_array_equal(t.terms, s.terms)
+        np.testing.assert_array_equal(t.adjust, s.adjust)
+
+
+def assert_same_iterations(straight, resumed):
+    assert [(i, e) for i, e, _ in straight] == [(i, e) for i, e, _ in resumed]
+    for (_, _, s), (_, _, t) in zip(straight, resumed):
+        np.testing.assert_array_equal(t, s)
 
 
 @pytest.mark.parametrize("name, changes", [
@@ -505,30 +480,25 @@ def assert_same_state(a, b):
 def test_resume_descent_and_adam(name, changes):
     r = recipe(name, iterations=5, **changes)
     straight, final = run_straight(r)
-    before, after, resumed = run_resumed(r, lambda step: step.iteration == 1)
-    assert [s.iteration for s in before] == [0, 1]
-    assert [s.iteration for s in after] == [2, 3, 4]
+    before, after, resumed = run_resumed(r, stop_iteration=1)
+    assert [m.iteration for m in before.measurements] == [0, 1]
+    assert [m.iteration for m in after.measurements] == [2, 3, 4]
     assert resumed["iteration"] == final["iteration"] == 5
     assert_same_state(final, resumed)
-    for s, t in zip(straight[2:], after):
-        np.testing.assert_allclose(t.image, s.image, rtol=1e-6, atol=1e-6)
-        assert t.total == pytest.approx(s.total, rel=1e-6)
-        assert (t.iteration, t.evaluations) == (s.iteration, s.evaluations)
+    assert_same_measurements(straight.measurements[2:], after.measurements)
+    assert_same_iterations(straight.iterations[2:], after.iterations)
     # resuming really continued (not restarted): the image moved on from the saved one
-    assert np.abs(resumed["image"] - before[-1].image).max() > 0
+    assert np.abs(resumed["image"] - before.iterations[-1][2]).max() > 0
 
 
-def test_resume_lbfgs_at_a_restart_boundary():
-    r = recipe("keras-lbfgs", iterations=3, maxfun=5)
+def test_resume_lbfgs_at_a_restart():
+    r = recipe("keras-lbfgs", iterations=15, lbfgs_maxfun=5)
     straight, final = run_straight(r)
-    before, after, resumed = run_resumed(r, lambda step: step.boundary)
-    assert before[-1].boundary and before[-1].iteration == 0
-    assert [s.iteration for s in after if s.boundary] == [1, 2]
+    before, after, resumed = run_resumed(r, stop_iteration=0)
+    assert [i for i, _, _ in before.iterations] == [0]
+    assert [i for i, _, _ in after.iterations] == [1, 2]
     assert resumed["iteration"] == final["iteration"] == 3
-    np.testing.assert_allclose(resumed["image"], final["image"], rtol=1e-6, atol=1e-6)
-    straight_tail = [s for s in straight if s.iteration >= 1]
-    assert len(after) == len(straight_tail)
-    for s, t in zip(straight_tail, after):
-        assert t.total == pytest.approx(s.total, rel=1e-6)
-        # the resumed run counts on: the same iteration, evaluation number and kind of step as straight
-        assert (t.iteration, t.evaluations, t.boundary) == (s.iteration, s.evaluations, s.boundary)
+    assert_same_state(final, resumed)
+    # the resumed run counts on: the same iteration, evaluation number and values as the straight run
+    assert_same_measurements([m for m in straight.measurements if m.iteration >= 1], after.measurements)
+    assert_same_iterations(straight.iterations[1:], after.iterations)
