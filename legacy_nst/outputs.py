@@ -13,7 +13,7 @@ import glob
 import os
 
 from . import images
-from .atomic import TEMP_NAME_LENGTH, atomic_path
+from .atomic import atomic_path, temp_name
 from .errors import UserError, WriteError
 
 
@@ -89,8 +89,9 @@ class OutputPaths:
         digits = "9" * len(str(longest_number))
         names = [self.log, self.checkpoint, self.partial, self.lock, self.snapshot(digits),
                  self.restart(digits), self.scale(digits)]
+        names += [temp_name(p) for p in names]  # the temporary names they are written under first
         longest = max(names, key=lambda p: len(os.path.basename(p).encode()))
-        if len(os.path.basename(longest).encode()) > name_max or TEMP_NAME_LENGTH > name_max:
+        if len(os.path.basename(longest).encode()) > name_max:
             raise UserError(f"--output {self.result}: the name is too long for this file system ({longest} "
                             f"would need {len(os.path.basename(longest).encode())} of {name_max} bytes); "
                             "choose a shorter --output")

@@ -582,7 +582,7 @@ WEIGHT_CASES = {
     "superblock-scrambled": "truncated or corrupt",
     "empty": "truncated or corrupt",
     "random-bytes": "truncated or corrupt",
-    "a-png-image": "truncated or corrupt",
+    "a-png-image": "is not a VGG weight file (.h5 in Keras layout or .npz): it is a PNG image",
     "wrong-network": "VGG16",
     "wrong-shape": "expected (3, 3, 64, 128)",
     "transposed-kernel": "shapes",

@@ -7,13 +7,18 @@ weights.KERAS_CACHE pointed at empty temporary directories, so nothing here touc
 import hashlib
 import http.server
 import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from PIL import Image
 
 from legacy_nst import weights
 from legacy_nst.errors import UserError
@@ -68,6 +73,24 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_error(404, "Not Found")
             return
         body, mode = route
+        if mode == "redirect":  # body: the Location
+            self.send_response(302)
+            self.send_header("Location", body)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if mode == "trickle":  # Content-Length promises the whole body, one byte comes every 0.2 s
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            for i in range(len(body)):
+                try:
+                    self.wfile.write(body[i:i + 1])
+                    self.wfile.flush()
+                except OSError:  # the client gave up
+                    return
+                time.sleep(0.2)
+            return
         if mode == "chunked-drop":  # a chunked body whose connection dies before the last chunk
             self.protocol_version = "HTTP/1.1"
             self.send_response(200)
@@ -128,12 +151,16 @@ def partial_h5(tmp_path_factory):
     return path, params
 
 
-def _assert_download_refused(exc_info, directory, dest_name):
-    """One line naming where the file belongs, and nothing left in the directory: no file, no temp file."""
+def _assert_download_refused(exc_info, directory, dest_name, existed=False):
+    """One line naming where the file belongs, and nothing left: no file, no temp file, and the directory
+    gone again when the download made it."""
     message = str(exc_info.value)
     assert "\n" not in message
     assert dest_name in message and str(directory) in message and "--weights" in message
-    assert _listing(directory) == []
+    if existed:
+        assert _listing(directory) == []
+    else:
+        assert not Path(directory).exists()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -342,7 +369,7 @@ def test_download_unreachable_names_where_to_put_the_file(isolated, closed_port,
     message = str(exc_info.value)
     assert "could not download" in message and f"127.0.0.1:{closed_port}" in message
     assert canonical.md5 in message and weights.ENV_DIR in message
-    _assert_download_refused(exc_info, project, canonical.filename)
+    _assert_download_refused(exc_info, project, canonical.filename, existed=True)
 
 
 def test_download_bad_mirror_address_is_a_user_error(isolated, monkeypatch):
@@ -350,7 +377,232 @@ def test_download_bad_mirror_address_is_a_user_error(isolated, monkeypatch):
     monkeypatch.setenv(weights.ENV_URL, "127.0.0.1:9/no-scheme")
     with pytest.raises(UserError) as exc_info:
         weights.resolve("vgg19")
-    _assert_download_refused(exc_info, project, weights.CANONICAL["vgg19"].filename)
+    _assert_download_refused(exc_info, project, weights.CANONICAL["vgg19"].filename, existed=True)
+
+
+def test_empty_environment_variables_count_as_unset(isolated, monkeypatch):
+    project, _ = isolated
+    for value in ("", "  "):
+        monkeypatch.setenv(weights.ENV_URL, value)
+        monkeypatch.setenv(weights.ENV_DIR, value)
+        assert weights.CANONICAL["vgg19"].url() == (
+            "https://storage.googleapis.com/tensorflow/keras-applications/vgg19/"
+            "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5")
+        assert Path(value) not in weights.search_dirs()
+        calls = []
+        monkeypatch.setattr(weights, "download", lambda url, dest, md5: calls.append(Path(dest)) or dest)
+        weights.resolve("vgg19")
+        assert calls == [project / weights.CANONICAL["vgg19"].filename]
+
+
+@pytest.fixture
+def listener():
+    """A TCP port on 127.0.0.1 that accepts and at once closes connections, counting them."""
+    sock = socket.create_server(("127.0.0.1", 0))
+    sock.settimeout(0.05)
+    accepted, stop = [], threading.Event()
+
+    def loop():
+        while not stop.is_set():
+            try:
+                conn, _ = sock.accept()
+            except OSError:  # the 0.05 s poll
+                continue
+            accepted.append(conn.getpeername())
+            conn.close()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    yield sock.getsockname()[1], accepted
+    stop.set()
+    thread.join(5)
+    sock.close()
+
+
+@pytest.mark.parametrize("scheme", ["file", "data", "ftp", "redirect-to-ftp"])
+def test_only_http_addresses_are_fetched(scheme, isolated, server, listener, tmp_path, monkeypatch):
+    """file://, data: and ftp:// mirrors are refused before any fetch; an http redirect to ftp is not followed."""
+    project, _ = isolated
+    port, accepted = listener
+    body = b"weights from elsewhere"
+    canonical = weights.CANONICAL["vgg19"]
+    monkeypatch.setitem(weights.CANONICAL, "vgg19", weights.CanonicalFile("vgg19", canonical.filename, _md5(body)))
+    mirror = tmp_path / "mirror"
+    (mirror / "vgg19").mkdir(parents=True)
+    (mirror / "vgg19" / canonical.filename).write_bytes(body)  # what file:// would fetch, md5 and all
+    base = {"file": mirror.as_uri(), "data": "data:,weights", "ftp": f"ftp://127.0.0.1:{port}",
+            "redirect-to-ftp": server.base + "/r"}[scheme]
+    server.serve(f"/r/vgg19/{canonical.filename}", f"ftp://127.0.0.1:{port}/vgg19/{canonical.filename}",
+                 "redirect")
+    monkeypatch.setenv(weights.ENV_URL, base)
+    with pytest.raises(UserError) as exc_info:
+        weights.resolve("vgg19")
+    message = str(exc_info.value)
+    if scheme == "redirect-to-ftp":
+        assert "could not download" in message and "ftp" in message
+    else:
+        assert "only http:// and https://" in message and weights.ENV_URL in message
+        assert server.requests == []
+    assert accepted == []  # nothing connected to the ftp port
+    _assert_download_refused(exc_info, project, canonical.filename, existed=True)
+
+
+def test_weights_dir_that_is_a_file(isolated, tmp_path, monkeypatch):
+    monkeypatch.setattr(weights, "download", _no_download)
+    not_a_dir = _place(tmp_path)  # the common slip: the variable names the weight file itself
+    monkeypatch.setenv(weights.ENV_DIR, str(not_a_dir))
+    with pytest.raises(UserError) as exc_info:
+        weights.resolve("vgg19")
+    message = str(exc_info.value)
+    assert f"${weights.ENV_DIR}={not_a_dir} is a file, not a directory" in message and "\n" not in message
+    assert "--weights" in message
+
+
+def test_download_below_a_file_says_so(server, tmp_path):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("keep me")
+    body = b"x" * 100
+    with pytest.raises(UserError) as exc_info:
+        weights.download(server.serve("/f.h5", body), blocker / "sub" / "f.h5", _md5(body))
+    assert str(exc_info.value) == (f"cannot download into {blocker / 'sub'}: {blocker} is a file, "
+                                   "not a directory")
+    assert blocker.read_text() == "keep me" and server.requests == []
+
+
+def test_failed_download_removes_the_directories_it_made(server, tmp_path):
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    with pytest.raises(UserError, match="404"):
+        weights.download(server.base + "/missing.h5", kept / "a" / "b" / "c" / "f.h5", "0" * 32)
+    assert _listing(kept) == []
+
+
+def test_redirect_loop_is_one_line(server, tmp_path):
+    url = server.serve("/loop.h5", "/loop.h5", "redirect")
+    with pytest.raises(UserError) as exc_info:
+        weights.download(url, tmp_path / "w" / "f.h5", "0" * 32)
+    message = str(exc_info.value)
+    assert "\n" not in message and "redirect loop" in message and url in message
+    assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("limit", ["deadline", "min-rate"])
+def test_trickle_gives_up(limit, server, tmp_path, monkeypatch, capsys):
+    """One byte every 0.2 s: the run stops at the deadline, or once the rate over the window is too low."""
+    body = os.urandom(200)  # 40 s at this pace: far beyond either limit
+    url = server.serve("/slow.h5", body, "trickle")
+    if limit == "deadline":
+        monkeypatch.setenv(weights.ENV_DEADLINE, "1.0")
+        monkeypatch.setenv(weights.ENV_MIN_RATE, "0")  # 0: no rate check
+        expected, earliest = weights.ENV_DEADLINE, 1.0
+    else:
+        monkeypatch.setattr(weights, "RATE_WINDOW", 0.6)
+        monkeypatch.setenv(weights.ENV_MIN_RATE, "100")  # 5 B/s arrive
+        expected, earliest = weights.ENV_MIN_RATE, 0.6
+    dest = tmp_path / "w" / "f.h5"
+    start = time.monotonic()
+    with pytest.raises(UserError) as exc_info:
+        weights.download(url, dest, _md5(body))
+    elapsed = time.monotonic() - start
+    assert earliest <= elapsed < earliest + 1.0
+    message = str(exc_info.value)
+    assert message.startswith(f"download of {url} gave up after") and expected in message
+    _assert_download_refused(exc_info, dest.parent, dest.name)
+    assert "downloading f.h5" in capsys.readouterr().err  # the progress bar was shown meanwhile
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "nan", "0"])
+def test_bad_limit_values_are_refused(value, server, tmp_path, monkeypatch):
+    monkeypatch.setenv(weights.ENV_DEADLINE, value)
+    with pytest.raises(UserError) as exc_info:
+        weights.download(server.serve("/f.h5", b"x"), tmp_path / "w" / "f.h5", _md5(b"x"))
+    assert str(exc_info.value).startswith(f"${weights.ENV_DEADLINE}={value}: expected a finite number > 0")
+    assert server.requests == [] and not (tmp_path / "w").exists()
+
+
+def _temp_files(directory):
+    return [name for name in _listing(directory) if ".part" in name] if Path(directory).exists() else []
+
+
+def test_sigterm_during_download_leaves_no_temp_file(server, tmp_path):
+    """A real process killed by SIGTERM mid-download removes its temp file and the directory it made, then
+    dies of the signal as it would have."""
+    url = server.serve("/slow.h5", os.urandom(200), "trickle")
+    dest = tmp_path / "w" / "f.h5"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    code = "import sys; from legacy_nst import weights; weights.download(sys.argv[1], sys.argv[2], '0' * 32)"
+    child = subprocess.Popen([sys.executable, "-c", code, url, str(dest)], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60  # importing TensorFlow takes a few seconds
+        while not _temp_files(dest.parent) and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        temps = _temp_files(dest.parent)
+        assert len(temps) == 1 and f"{weights.HOST_TAG}-{child.pid}." in temps[0]
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(10) == -signal.SIGTERM
+    finally:
+        child.kill()
+        child.wait()
+    assert not dest.parent.exists()
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_sigterm_goes_on_to_the_previous_handler(server, tmp_path):
+    """In-process: the handler that was there before (the CLI's turns SIGTERM into an exception) still
+    gets the signal, after the temp file is gone; and it is put back afterwards."""
+    def previous(signum, frame):
+        raise _Stop
+
+    url = server.serve("/slow.h5", os.urandom(200), "trickle")
+    dest = tmp_path / "w" / "f.h5"
+    old = signal.signal(signal.SIGTERM, previous)
+    timer = threading.Timer(0.6, os.kill, (os.getpid(), signal.SIGTERM))
+    try:
+        timer.start()
+        with pytest.raises(_Stop):
+            weights.download(url, dest, "0" * 32)
+        assert signal.getsignal(signal.SIGTERM) is previous
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGTERM, old)
+    assert not dest.parent.exists()
+
+
+def test_stale_temp_files_are_removed_at_the_next_download(server, tmp_path, monkeypatch):
+    """Dead writer on this host, or untouched for longer than the deadline: removed. A live writer, another
+    host's writer (its pid means nothing here) and other files: kept."""
+    body = os.urandom(1000)
+    url = server.serve("/f.h5", body)
+    dest = tmp_path / "w" / "f.h5"
+    dest.parent.mkdir()
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    running = subprocess.Popen(["sleep", "60"])
+    monkeypatch.setenv(weights.ENV_DEADLINE, "100")
+    try:
+        def temp(host, pid, age, token="0" * 12):
+            path = dest.parent / f".f.{host}-{pid}.{token}.part.h5"
+            path.write_bytes(b"partial")
+            os.utime(path, (time.time() - age, time.time() - age))
+            return path.name
+
+        dead = temp(weights.HOST_TAG, finished.pid, 50)
+        live = temp(weights.HOST_TAG, running.pid, 50)
+        elsewhere = temp("0123abcd" if weights.HOST_TAG != "0123abcd" else "3210dcba", finished.pid, 50)
+        abandoned = temp(weights.HOST_TAG, running.pid, 150, token="1" * 12)  # live pid, maybe reused
+        other_file = dest.parent / f".g.{weights.HOST_TAG}-{finished.pid}.{'0' * 12}.part.h5"
+        other_file.write_bytes(b"another file's download")
+        (dest.parent / "notes.txt").write_text("mine")
+        assert weights.download(url, dest, _md5(body)) == dest
+    finally:
+        running.kill()
+        running.wait()
+    assert dead not in _listing(dest.parent) and abandoned not in _listing(dest.parent)
+    assert _listing(dest.parent) == sorted([live, elsewhere, other_file.name, "notes.txt", "f.h5"])
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -547,3 +799,38 @@ def test_real_partial_vgg19(real_weights):
     # and it is a VGG19 file, whatever the run asks of it
     with pytest.raises(UserError, match="VGG19"):
         weights.load_weights(real_weights, "vgg16", ["block1_conv1"])
+
+
+@pytest.mark.parametrize("name, content, what", [
+    ("tubingen.jpg", "JPEG", "it is a JPEG image"),
+    ("weights.h5", "PNG", "it is a PNG image"),  # the extension does not decide, the first bytes do
+    ("notes.npz", b"plain text, not weights\n", "its first bytes are neither HDF5 nor zip; if it is a download, "
+                                                "it is truncated or corrupt: download it again"),
+    ("empty.h5", b"", "it is empty; if it is a download, it is truncated or corrupt: download it again"),
+])
+def test_a_file_that_is_not_weights_says_so(name, content, what, tmp_path):
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(path, format=content)
+    with pytest.raises(UserError) as exc_info:
+        weights.load_weights(path, "vgg19", ["block1_conv1"])
+    assert str(exc_info.value) == f"{path} is not a VGG weight file (.h5 in Keras layout or .npz): {what}"
+
+
+def test_npz_named_h5_is_read_as_npz(tmp_path):
+    params = weights.synthetic_weights("vgg19", seed=4, layers=BLOCK1_3)
+    path = tmp_path / "bundle.npz"
+    _save_npz(path, params)
+    renamed = path.rename(tmp_path / "bundle.h5")
+    assert _params_equal(weights.load_weights(renamed, "vgg19", ["block3_conv4"]), params, BLOCK1_3)
+
+
+def test_too_shallow_names_the_layer_asked_for(real_weights):
+    """Unordered request: the deepest asked-for layer is named with the first layer the file lacks."""
+    with pytest.raises(UserError) as exc_info:
+        weights.load_weights(real_weights, "vgg19", ["block4_conv2", "block1_conv1"])
+    assert str(exc_info.value) == (f"{real_weights}: has no weights for block4_conv1, which block4_conv2 needs "
+                                   "(deepest layer in the file: block3_conv4); choose shallower layers or use "
+                                   "the full weight file")
