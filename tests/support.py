@@ -1,5 +1,19 @@
-"""Running the CLI in this process, for the tests that check exit codes and messages."""
+"""The one set of helpers the test modules share: running the CLI (in this process or as a real process),
+small test images, and reading what a run wrote."""
+import csv
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
 from legacy_nst import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN_TRANSFER = ROOT / "run_transfer.py"
+SHARED = ROOT.parent / "shared"
 
 
 def run_main(argv, capsys):
@@ -11,3 +25,44 @@ def run_main(argv, capsys):
         code = exc.code
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def cli_command(*args):
+    """argv of `python run_transfer.py ARGS` (a real process, as a user runs it)."""
+    return [sys.executable, str(RUN_TRANSFER), *map(str, args)]
+
+
+def start_process(argv, folder, env=None):
+    """`python run_transfer.py ARGV` with its output in files in `folder` (a full pipe can never block it)."""
+    with open(folder / "stdout.txt", "w") as stdout, open(folder / "stderr.txt", "w") as stderr:
+        return subprocess.Popen(cli_command(*argv), stdout=stdout, stderr=stderr, cwd=folder, env=env)
+
+
+def write_pair(folder, shape=(40, 48)):
+    """A smooth content photo and a stripy style image (PNG) in `folder`; returns their paths."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    content = np.stack([120 + 100 * np.sin(xx / 7), 90 + 80 * np.cos(yy / 5), 60 + xx * 3], axis=-1)
+    content[h // 4: h // 2, w // 4: w // 2] = (230, 40, 40)
+    style = np.stack([128 + 120 * np.sin((xx + yy) / 2), 128 + 120 * np.sin(xx / 3), 128 + 0 * xx], axis=-1)
+    paths = []
+    for name, array in (("content.png", content), ("style.png", style)):
+        Image.fromarray(np.clip(array, 0, 255).astype(np.uint8)).save(folder / name)
+        paths.append(folder / name)
+    return tuple(paths)
+
+
+def part_files(folder):
+    """atomic_path's temporary files (`.XXXX.part`); STEM.partial.EXT is a real output."""
+    return [p.name for p in Path(folder).rglob("*") if re.search(r"\.part(\.|$)", p.name)]
+
+
+def pixels(path):
+    return np.asarray(Image.open(path), np.int16)
+
+
+def log_rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))

@@ -25,7 +25,7 @@ import pytest
 from PIL import Image
 
 from legacy_nst import cli, images, recipes, weights
-from cli_helpers import run_main
+from support import run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_TRANSFER = ROOT / "run_transfer.py"

@@ -26,7 +26,7 @@ from PIL import Image
 
 from legacy_nst import images, outputs, weights
 from legacy_nst.architecture import conv_layers
-from cli_helpers import run_main
+from support import run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_WEIGHTS = "/nonexistent/legacy-nst-test/no-weights.h5"

@@ -11,48 +11,22 @@
 Everything runs on synthetic VGG19 weights at 32 px. The uninterrupted reference and the resumed runs are
 in-process (`cli.main`); only the run that gets the signal is a subprocess.
 """
-import csv
-import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from legacy_nst import images
-from cli_helpers import run_main
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def part_files(folder):
-    """atomic_path's temporary files (`.NAME.XXXX.part.EXT`); STEM.partial.EXT is a real output."""
-    return [p.name for p in Path(folder).rglob("*") if re.search(r"\.part(\.|$)", p.name)]
-
-
-def pixels(path):
-    return np.asarray(Image.open(path), np.int16)
-
-
-def log_rows(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+from support import log_rows, part_files, pixels, run_main, start_process, write_pair
 
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
     """A smooth content photo and a stripy style, 40 x 48."""
-    folder = tmp_path_factory.mktemp("photos")
-    yy, xx = np.mgrid[0:40, 0:48].astype(np.float32)
-    content = np.stack([120 + 100 * np.sin(xx / 7), 90 + 80 * np.cos(yy / 5), 60 + xx * 3], axis=-1)
-    style = np.stack([128 + 120 * np.sin((xx + yy) / 2), 128 + 120 * np.sin(xx / 3), 128 + 0 * xx], axis=-1)
-    Image.fromarray(np.clip(content, 0, 255).astype(np.uint8)).save(folder / "content.png")
-    Image.fromarray(np.clip(style, 0, 255).astype(np.uint8)).save(folder / "style.png")
-    return folder / "content.png", folder / "style.png"
+    return write_pair(tmp_path_factory.mktemp("photos"))
 
 
 def common(photos, weights, *extra):
@@ -100,16 +74,6 @@ def test_non_finite_from_the_first_evaluation_saves_nothing(photos, vgg19_h5, tm
 
 
 # -------------------------------------------------------------------------- signals and resuming
-def start_process(argv, folder):
-    """`python run_transfer.py ARGV` with its output in files (a full pipe can never block it)."""
-    stdout, stderr = open(folder / "stdout.txt", "w"), open(folder / "stderr.txt", "w")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "run_transfer.py"), *map(str, argv)],
-                            stdout=stdout, stderr=stderr, cwd=folder)
-    stdout.close()
-    stderr.close()
-    return proc
-
-
 def wait_for(path, proc, folder, timeout=240):
     deadline = time.monotonic() + timeout
     while not Path(path).exists():
