@@ -104,7 +104,10 @@ def load(path):
     for key in ("iteration", "evaluations", "image"):
         if key not in state:
             raise _refuse(path, f"the optimiser state {key!r} is missing")
-    for name, value in list(state.items()) + [(k, v) for k, v in arrays.items() if k.startswith("tracker_")]:
+    named = [(f"the optimiser state {k!r}", v) for k, v in state.items()]
+    named += [(f"the kept {k[len('tracker_'):].replace('_', ' ')}", v) for k, v in arrays.items()
+              if k.startswith("tracker_")]
+    for name, value in named:
         if value.dtype.kind not in "fiu":
             raise _refuse(path, f"{name} is not numeric")
         if not np.isfinite(value).all():

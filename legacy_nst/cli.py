@@ -27,8 +27,8 @@ FLAG_FIELDS = ("network", "pooling", "size", "iterations", "content_layers", "st
                "learning_rate")
 # flags people bring from jcjohnson/neural-style and anishathalye/neural-style, and what to type here
 HINTS = {
-    "--original-colors": "keep the photo's colours with --preserve-colors post (not yet available)",
-    "--original_colors": "keep the photo's colours with --preserve-colors post (not yet available)",
+    "--original-colors": "keep the photo's colours with --preserve-colors post",
+    "--original_colors": "keep the photo's colours with --preserve-colors post",
     "--width": "use --size N (the long side in pixels; the recipe's own rule, see --show-recipe)",
     "--image-size": "use --size N", "--image_size": "use --size N",
     "--style-scale": "style scale is not available yet; size the style image yourself",
@@ -262,6 +262,9 @@ def run(args):
 
 
 def main(argv=None):
+    for stream in (sys.stdout, sys.stderr):  # a file name the terminal's encoding cannot show is escaped,
+        if hasattr(stream, "reconfigure"):  # not a crash after the work is done (PYTHONIOENCODING=ascii)
+            stream.reconfigure(errors="backslashreplace")
     argv = [FLAG_ALIASES.get(a, a) for a in (sys.argv[1:] if argv is None else argv)]
     args = build_parser().parse_args(argv)
     try:

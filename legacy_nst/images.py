@@ -3,6 +3,7 @@
 The engine works on float32 RGB arrays in 0..255, shape (H, W, 3); the Caffe preprocessing happens
 inside the graph, so nothing here knows about BGR or the ImageNet mean.
 """
+import functools
 import io
 import os
 import warnings
@@ -49,6 +50,8 @@ def load_image(path):
         raise UserError(f"{path}: no such file; check the path")
     if os.path.isdir(path):
         raise UserError(f"{path}: is a directory, not an image file")
+    if not os.path.isfile(path):  # /dev/stdin, a named pipe, a device: Pillow needs to seek
+        raise UserError(f"{path}: is a pipe or device, not a file; save the image to a file first")
     if not os.access(path, os.R_OK):
         raise UserError(f"{path}: cannot be read (permission denied); check the file's permissions")
     if os.path.getsize(path) == 0:
@@ -111,11 +114,28 @@ def check_output_extension(path):
     fmt = Image.registered_extensions().get(ext)
     if fmt is None or fmt not in Image.SAVE:
         raise UserError(f"{path}: unknown image extension {ext or '(none)'!r}; use .png or .jpg")
-    try:  # some registered formats cannot hold RGB (.xbm, .msp) or have no writer installed (.h5, .grib)
-        Image.new("RGB", (8, 8)).save(io.BytesIO(), format=fmt)
-    except Exception:
-        raise UserError(f"{path}: cannot write RGB images as {fmt} ({ext}); use .png or .jpg") from None
+    size = _round_trip_size(fmt)
+    if size is None:
+        raise UserError(f"{path}: cannot write RGB images as {fmt} ({ext}); use .png or .jpg")
+    if size != (300, 260):
+        raise UserError(f"{path}: {fmt} ({ext}) cannot hold the result at its size (Pillow shrinks it to "
+                        f"{size[0]}×{size[1]} px); use .png or .jpg")
     return fmt
+
+
+@functools.lru_cache(maxsize=None)
+def _round_trip_size(fmt):
+    """The size a 300 × 260 RGB image comes back at after saving as `fmt`, None if it cannot be written.
+    Refuses formats without a writer (.h5, .grib), without RGB (.xbm, .msp), and those with a size limit
+    Pillow applies silently (.ico shrinks anything to 256 px at most)."""
+    probe = io.BytesIO()
+    try:
+        Image.new("RGB", (300, 260)).save(probe, format=fmt)
+        probe.seek(0)
+        with Image.open(probe) as back:
+            return back.size
+    except Exception:
+        return None
 
 
 def write_image_file(image, path, fmt):

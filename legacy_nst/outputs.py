@@ -56,8 +56,9 @@ class OutputPaths:
         return [glob.escape(self.stem) + suffix for suffix in
                 (f"_at_iteration_*{self.ext}", f"_at_restart_*{self.ext}", f"_scale*{self.ext}")]
 
-    def check(self, inputs, overwrite, resuming_own, longest_number=1):
-        """Everything about the names, before any heavy work (UserError otherwise)."""
+    def check(self, inputs, overwrite, resuming_own, series=None):
+        """Everything about the names, before any heavy work (UserError otherwise). `series` maps the
+        numbered kinds the run will write ("snapshot", "restart", "scale") to their largest number."""
         images.check_output_extension(self.result)
         if not os.path.isdir(self.directory):
             raise UserError(f"--output {self.result}: directory {self.directory} does not exist; create it first")
@@ -66,7 +67,7 @@ class OutputPaths:
         for path in inputs:
             if path is not None and os.path.realpath(path) == os.path.realpath(self.result):
                 raise UserError(f"--output {self.result} is also an input; choose another output path")
-        self._check_name_lengths(longest_number)
+        self._check_name_lengths(series or {})
         fixed = [self.result, self.log, self.plot, self.settings, self.grid, self.checkpoint]
         for path in fixed + [self.partial]:
             if os.path.isdir(path):
@@ -81,14 +82,14 @@ class OutputPaths:
             self._replaceable.update(fixed + sorted(p for pat in self._series() for p in glob.glob(pat)))
         self._replaceable.add(self.partial)  # a partial image is superseded by anything newer
 
-    def _check_name_lengths(self, longest_number):
+    def _check_name_lengths(self, series):
         try:
             name_max = os.pathconf(self.directory, "PC_NAME_MAX")
         except (OSError, ValueError):
             name_max = 255
-        digits = "9" * len(str(longest_number))
-        names = [self.log, self.checkpoint, self.partial, self.lock, self.snapshot(digits),
-                 self.restart(digits), self.scale(digits)]
+        names = [self.result, self.log, self.plot, self.settings, self.grid, self.checkpoint, self.partial,
+                 self.lock]
+        names += [getattr(self, kind)("9" * len(str(largest))) for kind, largest in series.items()]
         names += [temp_name(p) for p in names]  # the temporary names they are written under first
         longest = max(names, key=lambda p: len(os.path.basename(p).encode()))
         if len(os.path.basename(longest).encode()) > name_max:

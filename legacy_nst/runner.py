@@ -82,8 +82,8 @@ def prepare(job):
     for name in ("print_every", "save_every"):
         if getattr(output, name) < 0:
             raise UserError(f"{name} must be 0 (never) or positive, got {getattr(output, name)}")
-    if output.grid and (len(output.grid) != 2 or min(output.grid) < 1):
-        raise UserError(f"grid must be ROWS,COLS with both at least 1, got {output.grid}")
+    if output.grid and (len(output.grid) != 2 or min(output.grid) < 1 or output.grid[0] * output.grid[1] > 100):
+        raise UserError(f"grid must be ROWS,COLS with both at least 1 and at most 100 images, got {output.grid}")
     if job.seed < 0:
         raise UserError(f"--seed {job.seed}: must be 0 or a positive whole number")
     blend = [s.weight for s in job.styles] or [1.0]
@@ -93,9 +93,14 @@ def prepare(job):
     paths = OutputPaths(output.path) if output.path else None
     resuming_own = bool(paths and job.resume and _same_file(job.resume, paths.checkpoint))
     if paths:
-        budget = sum(level.iterations for level in levels)
-        paths.check(_paths_of(job), output.overwrite, resuming_own, longest_number=max(budget, *(
-            level.size or 1 for level in levels)))
+        series = {}
+        if output.save_every:
+            series["snapshot"] = max(level.iterations for level in levels)
+        if output.save_restarts and recipe.optimizer == "lbfgs":
+            series["restart"] = max(dataclasses.replace(recipe, iterations=l.iterations).restarts for l in levels)
+        if len(levels) > 1:
+            series["scale"] = max(level.size for level in levels)
+        paths.check(_paths_of(job), output.overwrite, resuming_own, series)
     content, styles = _inputs(job, [level.size for level in levels])
     init_image = None if job.init_image is None else _load_image(job.init_image, "init")
     for level in levels:
@@ -312,5 +317,5 @@ class _Execution:
             except WriteError as exc:
                 notes.append(f"{exc}; the best image could not be kept")
         if os.path.exists(paths.checkpoint):
-            notes.append(f"resume with --resume {paths.checkpoint}")
+            notes.append(f"to continue, rerun the same command with --resume {paths.checkpoint}")
         return "; ".join(notes)
