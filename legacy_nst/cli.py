@@ -12,7 +12,8 @@ import signal
 import sys
 import traceback
 
-from . import recipes
+from . import commands, recipes
+from .commands import COMMANDS
 from .errors import UserError, WriteError
 from .job import Job, Level, Output, Style
 
@@ -115,8 +116,11 @@ def _init(text):
 
 def build_parser():
     p = _Parser(prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter,
+                usage=f"{PROG} [options] | {PROG} {{{','.join(COMMANDS)}}} ...",
                 description="Classic (Gatys-style) neural style transfer. Each --recipe reproduces one "
-                            "tutorial or the paper; any of its fields can be overridden.",
+                            "tutorial or the paper; any of its fields can be overridden. Other jobs: "
+                            + "; ".join(f"'{name}' {what}" for name, what in COMMANDS.items())
+                            + f" ({PROG} NAME --help).",
                 epilog="Weights are looked for as: --weights PATH; $LEGACY_NST_WEIGHTS_DIR; the project's "
                        "weights/; ~/.keras/models/; otherwise downloaded into weights/ (md5-checked).\n"
                        "Outputs next to --output STEM.EXT: STEM_losses.csv and STEM.json (every run), "
@@ -261,20 +265,30 @@ def run(args):
     return EXIT_OK
 
 
+def _command(argv):
+    """(parsed arguments, the function to call): a subcommand (figure, compare, ...) or the default run."""
+    if argv and argv[0] in COMMANDS:
+        module = commands.module(argv[0])
+        parser = _Parser(prog=f"{PROG} {argv[0]}", description=COMMANDS[argv[0]])
+        module.build_parser(parser)
+        parser.add_argument("--debug", action="store_true", help="show tracebacks")
+        return parser.parse_args(argv[1:]), module.main
+    args = build_parser().parse_args(argv)
+    if args.list_recipes:
+        return args, lambda args: print_recipes() or EXIT_OK
+    if args.show_recipe:
+        return args, lambda args: show_recipe(args.show_recipe) or EXIT_OK
+    return args, run
+
+
 def main(argv=None):
     for stream in (sys.stdout, sys.stderr):  # a file name the terminal's encoding cannot show is escaped,
         if hasattr(stream, "reconfigure"):  # not a crash after the work is done (PYTHONIOENCODING=ascii)
             stream.reconfigure(errors="backslashreplace")
     argv = [FLAG_ALIASES.get(a, a) for a in (sys.argv[1:] if argv is None else argv)]
-    args = build_parser().parse_args(argv)
+    args, command = _command(argv)
     try:
-        if args.list_recipes:
-            print_recipes()
-            return EXIT_OK
-        if args.show_recipe:
-            show_recipe(args.show_recipe)
-            return EXIT_OK
-        return run(args)
+        return command(args)
     except UserError as exc:
         if args.debug:
             traceback.print_exc()

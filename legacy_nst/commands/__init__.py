@@ -1,0 +1,13 @@
+"""The subcommands of `run_transfer.py` beside the default run: each module has `build_parser(parser)`
+(it adds its arguments to the argparse parser it is given) and `main(args) -> exit code`; the errors they
+raise are turned into messages and exit codes by legacy_nst.cli, like the run's."""
+import importlib
+
+COMMANDS = {
+    "compare": "score an image against its content, style and a reference (SSIM, feature and Gram distances)",
+    "report": "one static HTML page of the runs, figures and comparisons in a directory",
+}
+
+
+def module(name):
+    return importlib.import_module(f"{__name__}.{name}")
