@@ -1,6 +1,8 @@
 """The one set of helpers the test modules share: running the CLI (in this process or as a real process),
 small test images, and reading what a run wrote."""
+import concurrent.futures
 import csv
+import dataclasses
 import re
 import subprocess
 import sys
@@ -36,6 +38,37 @@ def start_process(argv, folder, env=None):
     """`python run_transfer.py ARGV` with its output in files in `folder` (a full pipe can never block it)."""
     with open(folder / "stdout.txt", "w") as stdout, open(folder / "stderr.txt", "w") as stderr:
         return subprocess.Popen(cli_command(*argv), stdout=stdout, stderr=stderr, cwd=folder, env=env)
+
+
+@dataclasses.dataclass
+class CliRun:
+    """One `python run_transfer.py` process of a test module: its arguments, where it runs, what it writes."""
+
+    argv: list
+    cwd: Path
+    env: dict = None
+    before: dict = None  # a snapshot of cwd before the run, for runs that must write nothing
+    output: Path = None
+
+
+class CliRuns:
+    """A module's CLI processes, started together on a few worker threads (each pays TensorFlow's import, so
+    they overlap with the in-process tests); `get(name)` waits for one: (CompletedProcess, CliRun)."""
+
+    def __init__(self, workers=3, timeout=600):
+        self.pool = concurrent.futures.ThreadPoolExecutor(workers)
+        self.runs, self.futures, self.timeout = {}, {}, timeout
+
+    def submit(self, name, run):
+        self.runs[name] = run
+        self.futures[name] = self.pool.submit(subprocess.run, cli_command(*run.argv), cwd=run.cwd, env=run.env,
+                                              capture_output=True, text=True, timeout=self.timeout)
+
+    def get(self, name):
+        return self.futures[name].result(), self.runs[name]
+
+    def close(self):
+        self.pool.shutdown(cancel_futures=True)
 
 
 def write_pair(folder, shape=(40, 48)):

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from legacy_nst import (Evaluation, IterationFinished, Job, LevelFinished, LevelStarted, Output, Saved, Style,
+from legacy_nst import (Evaluation, IterationFinished, Job, LevelFinished, LevelStarted, Output, Saved,
                         UserError, images, recipes, run, stylize)
 from legacy_nst.events import Result
 from legacy_nst.progress import Console

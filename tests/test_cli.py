@@ -8,7 +8,6 @@ cases also run as subprocesses.
 Synthetic weights (tests/conftest.py) and tiny images, except the one real-weights run of the preview
 recipe.
 """
-import concurrent.futures
 import csv
 import dataclasses
 import hashlib
@@ -16,8 +15,6 @@ import math
 import os
 import re
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,13 +22,10 @@ import pytest
 from PIL import Image
 
 from legacy_nst import cli, images, recipes, weights
-from support import run_main
+from support import CliRun, CliRuns, run_main, write_pair
 
 ROOT = Path(__file__).resolve().parents[1]
-RUN_TRANSFER = ROOT / "run_transfer.py"
 SHARED_IMAGES = ROOT.parent / "shared" / "images"
-WORKERS = 3
-TIMEOUT = 400
 
 HELP_FLAGS = ("--content --style --output --recipe --weights --network --size --iterations --content-layers "
               "--style-layers --content-weight --style-weight --tv-weight --pooling --init --seed --save-every "
@@ -45,21 +39,6 @@ def _closed_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _write_images(directory):
-    """A small content photo stand-in (48 x 40, smooth shapes) and a striped style image (40 x 40)."""
-    yy, xx = np.mgrid[0:40, 0:48].astype(np.float32)
-    content = np.stack([xx * 5, yy * 6, 128 + 100 * np.sin(xx / 5) * np.cos(yy / 7)], -1)
-    content[10:25, 12:30] = (230, 40, 40)
-    yy, xx = np.mgrid[0:40, 0:40].astype(np.float32)
-    style = np.stack([127 + 120 * np.sin(xx / 2), 127 + 120 * np.sin((xx + yy) / 3), 60 + 0 * xx], -1)
-    paths = []
-    for name, array in (("content.png", content), ("style.png", style)):
-        path = directory / name
-        Image.fromarray(np.clip(array, 0, 255).astype(np.uint8), "RGB").save(path)
-        paths.append(path)
-    return paths
 
 
 def _snapshot(directory):
@@ -80,46 +59,10 @@ def _base_env(run_dir):
     return env
 
 
-@dataclasses.dataclass
-class Job:
-    argv: list
-    cwd: Path
-    env: dict
-    before: dict = None  # directory snapshot before the run (error cases)
-    output: Path = None
-
-
-class Runs:
-    """All CLI runs of this module, started together on a thread pool; `get(name)` waits for one."""
-
-    def __init__(self):
-        self.pool = concurrent.futures.ThreadPoolExecutor(WORKERS)
-        self.jobs, self.futures = {}, {}
-
-    def submit(self, name, job):
-        self.jobs[name] = job
-
-        def work():
-            return subprocess.run(job.argv, cwd=job.cwd, env=job.env, capture_output=True, text=True,
-                                  timeout=TIMEOUT)
-
-        self.futures[name] = self.pool.submit(work)
-
-    def get(self, name):
-        return self.futures[name].result(), self.jobs[name]
-
-    def close(self):
-        self.pool.shutdown(cancel_futures=True)
-
-
 def _has_gpu():
     import tensorflow as tf
 
     return bool(tf.config.list_physical_devices("GPU"))
-
-
-def _cli(*args):
-    return [sys.executable, str(RUN_TRANSFER), *map(str, args)]
 
 
 # name -> (extra arguments / replacement of the defaults, stderr pattern). {d} is the run's directory,
@@ -165,7 +108,7 @@ def _prepare_error_case(name, d, vgg19_h5, vgg16_h5):
     """Files for one bad-input case in `d`; returns (CLI arguments, environment settings)."""
     extra, _ = ERROR_CASES[name]
     d.mkdir()
-    content, style = _write_images(d)
+    content, style = write_pair(d)
     style2 = d / "style2.png"
     style2.write_bytes(style.read_bytes())
     fill = dict(d=d, c=content, s=style, s2=style2, w19=vgg19_h5, w16=vgg16_h5)
@@ -189,7 +132,7 @@ def _submit_errors(runs, base, vgg19_h5, vgg16_h5):
         d = base / name.replace(" ", "_")
         argv, env_settings = _prepare_error_case(name, d, vgg19_h5, vgg16_h5)
         env = dict(_base_env(d), **env_settings)
-        runs.submit(f"error: {name}", Job(_cli(*argv), d, env, before=_snapshot(d)))
+        runs.submit(f"error: {name}", CliRun(argv, d, env, before=_snapshot(d)))
 
 
 OK_CASES = ("keras-lbfgs", "preview images", "vgg16", "demo pair")  # submitted in this order
@@ -199,7 +142,7 @@ def _submit_ok(runs, base, vgg19_h5, vgg16_h5):
     for name in OK_CASES:
         d = base / name.replace(" ", "_")
         d.mkdir()
-        content, style = _write_images(d)
+        content, style = write_pair(d)
         out = d / "result.png"
         common = ["--size", 32, "--output", out]
         if name == "preview images":
@@ -213,24 +156,24 @@ def _submit_ok(runs, base, vgg19_h5, vgg16_h5):
         else:
             args = ["--recipe", "keras-lbfgs", "--weights", vgg19_h5, "--iterations", 6, "--set", "lbfgs_maxfun=3",
                     "--content", content, "--style", style, "--quiet", *common]
-        runs.submit(name, Job(_cli(*args), d, _base_env(d), output=out))
+        runs.submit(name, CliRun(args, d, _base_env(d), output=out))
     d = base / "help"
     d.mkdir()
-    runs.submit("help", Job(_cli("--help"), d, _base_env(d), before=_snapshot(d)))
+    runs.submit("help", CliRun(["--help"], d, _base_env(d), before=_snapshot(d)))
 
 
 @pytest.fixture(scope="module", autouse=True)
 def runs(request, tmp_path_factory, vgg19_h5, vgg16_h5):
     """Every subprocess of the module, started at once (the in-process tests run meanwhile)."""
-    runs = Runs()
+    runs = CliRuns(workers=3, timeout=400)
     real = Path(request.config.getoption("--real-weights"))
     if real.is_file():  # test_real_weights_preview fails on its own (real_weights fixture) when missing
         d = tmp_path_factory.mktemp("cli_real")
         out = d / "tubingen_starry.png"
-        runs.submit("real", Job(_cli("--recipe", "preview", "--weights", real,
+        runs.submit("real", CliRun(["--recipe", "preview", "--weights", real,
                                      "--content", SHARED_IMAGES / "tubingen.jpg",
                                      "--style", SHARED_IMAGES / "starry_night.jpg",
-                                     "--size", 96, "--iterations", 30, "--output", out, "--quiet"),
+                                     "--size", 96, "--iterations", 30, "--output", out, "--quiet"],
                                 d, _base_env(d), output=out))
     _submit_ok(runs, tmp_path_factory.mktemp("cli_ok"), vgg19_h5, vgg16_h5)
     _submit_errors(runs, tmp_path_factory.mktemp("cli_errors"), vgg19_h5, vgg16_h5)

@@ -11,8 +11,6 @@ import io
 import os
 import re
 import struct
-import subprocess
-import sys
 import time
 import zlib
 from pathlib import Path
@@ -26,7 +24,7 @@ from PIL import Image
 
 from legacy_nst import images, outputs, weights
 from legacy_nst.architecture import conv_layers
-from support import run_main
+from support import CliRun, CliRuns, run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_WEIGHTS = "/nonexistent/legacy-nst-test/no-weights.h5"
@@ -765,18 +763,16 @@ def process_runs(tmp_path_factory, vgg16_h5):
         "nan-weight": ["--content", "content.png", "--weights", NO_WEIGHTS, "--set", "style_weight=nan"] + common,
         "wrong-network-weights": ["--content", "content.png", "--weights", str(vgg16_h5)] + common,
     }
-    procs = {name: subprocess.Popen([sys.executable, str(ROOT / "run_transfer.py"), *argv], cwd=folder,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for name, argv in cases.items()}
+    runs = CliRuns(workers=len(cases), timeout=240)
+    for name, argv in cases.items():
+        runs.submit(name, CliRun(argv, folder))
     results = {}
     try:
-        for name, proc in procs.items():
-            stdout, stderr = proc.communicate(timeout=240)
-            results[name] = (proc.returncode, stdout, stderr)
+        for name in cases:
+            proc, _ = runs.get(name)
+            results[name] = (proc.returncode, proc.stdout, proc.stderr)
     finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.kill()
+        runs.close()
     return folder, results
 
 
