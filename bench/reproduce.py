@@ -23,7 +23,9 @@ Images (shared/images): tf-eager-blog uses seed 000's own pair, the green sea tu
 Wave; every other recipe uses the paper's Fig. 2 pair, Tübingen (Neckarfront) and Van Gogh's Starry Night
 (seed 004 used Starry Night with a Santiago skyline; seeds 002 and 003 name no public images).
 
-Everything runs through the package API (recipes, size_images, Transfer, reporting.contact_sheet).
+Each run is one `legacy_nst.run(Job(...))` (the recipe by name, its changes as the job's overrides, nothing
+written by the run); the sheet is reporting.contact_sheet. --size and --iterations replace every run's size
+and evaluation budget (a smoke test: `--size 64 --iterations 10 --sheet /tmp/s.png --table /tmp/s.md`).
 """
 import argparse
 import dataclasses
@@ -36,11 +38,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from legacy_nst import images, recipes, weights  # noqa: E402
+from legacy_nst import Job, images, recipes, run, weights  # noqa: E402
+from legacy_nst.architecture import conv_layers  # noqa: E402
 from legacy_nst.images import save_image  # noqa: E402
-from legacy_nst.network import conv_layers  # noqa: E402
-from legacy_nst.reporting import Tracker, contact_sheet  # noqa: E402
-from legacy_nst.transfer import Transfer, size_images  # noqa: E402
+from legacy_nst.reporting import contact_sheet  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 PARTIAL_NAME = "vgg19_partial_block1-3.npz"
@@ -68,16 +69,16 @@ SHALLOW = {
     "gatys2016": dict(content_layers=("block3_conv2",),  # conv4_2
                       style_layers=("block1_conv1", "block2_conv1", "block3_conv1")),  # w_l = 1/3
 }
-# Reduced sizes and iteration counts (about 10 minutes in all on 2 shared cores), and what each replaces.
+# Reduced sizes and evaluation budgets (about 10 minutes in all on 2 shared cores), and what each replaces.
 REDUCED = {
     "preview": (dict(size=256), "256 px (320)"),
     "tf-eager-blog": (dict(size=256, iterations=150), "256 px (512), 150 Adam steps (1000)"),
     "hvass-vgg16": (dict(), "224 px, 60 steps (as the source)"),
-    "keras-lbfgs": (dict(size=192, iterations=8), "192 rows (400), 8 x 15 evals (10 x 15)"),
+    "keras-lbfgs": (dict(size=192, iterations=120), "192 rows (400), 8 x 15 evals (10 x 15)"),
     # 1500 steps of 0.01 -> 150 of 0.1: the same path length; seed 004's native size -> long side 256
     "keras-gd-noise": (dict(size=256, size_mode="long-side", iterations=150, learning_rate=0.1),
                        "long side 256 (native), 150 steps of 0.1 (1500 of 0.01, same path)"),
-    "gatys2016": (dict(size=256, maxfun=150), "256 px (512), 150 L-BFGS evals (1000)"),
+    "gatys2016": (dict(size=256, iterations=150), "256 px (512), 150 L-BFGS evals (1000)"),
 }
 # Shallow variants whose as-source result looked broken on the sheet run a second time with these changes;
 # both are shown. name: (changes, label line, settings text, note on the as-source run, why).
@@ -96,7 +97,7 @@ ADJUSTED = {
 @dataclasses.dataclass
 class Plan:
     name: str
-    recipe: recipes.Recipe
+    overrides: dict  # recipe fields changed from recipes.RECIPES[name] (the job's overrides)
     weights_path: Path
     variant: str  # "source layers" | "shallow variant"
     settings: str
@@ -105,8 +106,19 @@ class Plan:
     adjusted: str = ""  # label line of an ADJUSTED run
     why: str = ""
 
+    @property
+    def recipe(self):
+        return recipes.override(recipes.get(self.name), **self.overrides)
 
-def plan_runs(weights_dir, partial, settings, only):
+    def job(self, images_dir, seed):
+        content_file, style_file, _ = PAIRS[self.pair]
+        return Job(content=str(images_dir / content_file), styles=[str(images_dir / style_file)],
+                   recipe=self.name, overrides=self.overrides, weights=str(self.weights_path), seed=seed,
+                   device="cpu", name=self.name)
+
+
+def plan_runs(weights_dir, partial, settings, only, forced):
+    """The runs, each checked now (a bad override fails before anything runs); `forced` overrides all."""
     plans, skipped = [], []
     for name in only or recipes.RECIPES:
         recipe = recipes.get(name)
@@ -127,41 +139,29 @@ def plan_runs(weights_dir, partial, settings, only):
             what = "reduced: " + REDUCED[name][1]
         else:
             what = "source settings"
-        plan = Plan(name, dataclasses.replace(recipe, **changes).check(), path, variant, what,
-                    IMAGES_FOR.get(name, "tubingen"), note)
+        if forced:
+            what = ", ".join(f"{k} {v}" for k, v in forced.items()) + " (forced)"
+        plan = Plan(name, {**changes, **forced}, path, variant, what, IMAGES_FOR.get(name, "tubingen"), note)
         plans.append(plan)
         if variant == "shallow variant" and name in ADJUSTED:
             extra, line, adjusted_settings, base_note, why = ADJUSTED[name]
             plans[-1] = dataclasses.replace(plan, note="; ".join(filter(None, [note, base_note])))
             plans.append(dataclasses.replace(
-                plan, recipe=dataclasses.replace(plan.recipe, **extra).check(), adjusted=line, why=why,
-                settings=adjusted_settings if settings == "reduced" else what))
+                plan, overrides={**changes, **extra, **forced}, adjusted=line, why=why,
+                settings=adjusted_settings if settings == "reduced" and not forced else what))
+    for plan in plans:  # every override checked now (UserError naming the field), not after minutes of runs
+        _ = plan.recipe
     return plans, skipped
 
 
 def run_one(plan, images_dir, seed):
-    content_file, style_file, _ = PAIRS[plan.pair]
-    content = images.load_image(str(images_dir / content_file))
-    style = images.load_image(str(images_dir / style_file))
-    recipe = plan.recipe
-    content, styles = size_images(recipe, content, [style])
-    params = weights.load_weights(plan.weights_path, recipe.network, recipe.layers)
-    start = time.perf_counter()
-    transfer = Transfer(recipe, content, styles, params, seed=seed, device="cpu")
-    tracker = Tracker(recipe.keep)
-    best = last = None
-    try:
-        for step in transfer.steps():
-            if not tracker.add(step, time.perf_counter() - start):
-                raise RuntimeError(f"{plan.name}: the loss became {step.total} at iteration {step.iteration}")
-            last = step
-            if best is None or step.total < best.total:
-                best = step
-    finally:
-        transfer.close()
-    seconds = time.perf_counter() - start
-    final = best if recipe.keep == "best" else last
-    return tracker.result, final, last.evaluations, seconds
+    """The run's Result and the history row of the image it returns (the best one or the last one)."""
+    result = run(plan.job(images_dir, seed))
+    if not result.finished:
+        raise RuntimeError(f"{plan.name}: {result.message}")
+    rows = result.history
+    final = min(rows, key=lambda row: row["total"]) if plan.recipe.result_image == "best" else rows[-1]
+    return result, final
 
 
 def fmt(value):
@@ -183,6 +183,8 @@ def main(argv=None):
     p.add_argument("--images", default=str(SHARED / "images"), help="folder with the seeds' images")
     p.add_argument("--settings", choices=("reduced", "source"), default="reduced",
                    help="reduced sizes and iterations (about 10 minutes), or each source's own")
+    p.add_argument("--size", type=int, help="every run's size field (a smoke test)")
+    p.add_argument("--iterations", type=int, help="every run's evaluation budget (a smoke test)")
     p.add_argument("--recipes", nargs="+", choices=list(recipes.RECIPES), help="only these recipes")
     p.add_argument("--sheet", default=str(ROOT / "docs" / "reproduction.png"))
     p.add_argument("--table", default=str(ROOT / "docs" / "reproduction.md"))
@@ -190,8 +192,9 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     images_dir = Path(args.images)
+    forced = {k: v for k, v in (("size", args.size), ("iterations", args.iterations)) if v is not None}
     plans, skipped = plan_runs(args.weights_dir, Path(args.partial) if args.partial else None, args.settings,
-                               args.recipes)
+                               args.recipes, forced)
     for line in skipped:
         print(f"skipped {line}", file=sys.stderr)
     if not plans:
@@ -206,19 +209,20 @@ def main(argv=None):
         tiles.append((f"style: {style_file}", images.load_image(str(images_dir / style_file))))
     total_start = time.perf_counter()
     for plan in plans:
-        result, final, evaluations, seconds = run_one(plan, images_dir, args.seed)
-        r = plan.recipe
-        print(f"{plan.name:15} {'adjusted' if plan.adjusted else plan.variant:15} {result.shape[1]}x{result.shape[0]} total {final.total:.4g} "
-              f"(content {final.terms['content']:.4g}, style {final.terms['style']:.4g}, tv {final.terms['tv']:.4g}) "
-              f"{evaluations} evals {seconds:.0f} s", flush=True)
-        tiles.append((label_for(plan), result))
+        result, final = run_one(plan, images_dir, args.seed)
+        r, image = plan.recipe, result.image
+        terms = {name: final.get(f"{name}_raw", 0.0) for name in ("content", "style", "tv")}
+        print(f"{plan.name:15} {'adjusted' if plan.adjusted else plan.variant:15} {image.shape[1]}x{image.shape[0]} "
+              f"total {final['total']:.4g} (content {terms['content']:.4g}, style {terms['style']:.4g}, "
+              f"tv {terms['tv']:.4g}) {result.evaluations} evals {result.seconds:.0f} s", flush=True)
+        tiles.append((label_for(plan), image))
         rows.append([plan.name, "; ".join(filter(None, [plan.variant, plan.note, plan.adjusted])),
                      PAIRS[plan.pair][2], f"{r.network}, content {', '.join(r.content_layers)}; style "
                      f"{', '.join(l.replace('block', 'b').replace('_conv', 'c') for l in r.style_layers)}",
-                     f"{plan.settings}; {r.optimizer}, {result.shape[1]}x{result.shape[0]}",
+                     f"{plan.settings}; {r.optimizer}, {image.shape[1]}x{image.shape[0]}",
                      f"cw {r.content_weight:g}, sw {r.style_weight:g}, tvw {r.tv_weight:g}",
-                     fmt(final.total), fmt(final.terms["content"]), fmt(final.terms["style"]),
-                     fmt(final.terms["tv"]), str(evaluations), f"{seconds:.0f}"])
+                     fmt(final["total"]), fmt(terms["content"]), fmt(terms["style"]), fmt(terms["tv"]),
+                     str(result.evaluations), f"{result.seconds:.0f}"])
     elapsed = time.perf_counter() - total_start
 
     sheet = contact_sheet(tiles, columns=4, tile_height=240, label_height=44)
@@ -233,10 +237,11 @@ def main(argv=None):
         "",
         f"Made by `python bench/reproduce.py` ({args.settings} settings) in {elapsed / 60:.1f} minutes on "
         f"{os.cpu_count()} CPU cores; sheet: `{Path(args.sheet).name}`.",
-        "Final terms are the raw content / style / tv terms of the image returned (the best one for recipes that",
-        "keep the best, else the last); total = weighted sum as the recipe defines it. A *shallow variant* runs",
-        "the recipe's losses, weights and optimiser with its layers moved into VGG19 blocks 1-3 (the only",
-        "genuine weights here): its numbers are not the source's and its look is shallower (finer texture).",
+        "Final terms are the raw content / style / tv terms measured on the image returned (the lowest-loss",
+        "evaluation for recipes that keep the best, else the last evaluation); total = weighted sum as the recipe",
+        "defines it; seconds include building the graph. A *shallow variant* runs the recipe's losses, weights",
+        "and optimiser with its layers moved into VGG19 blocks 1-3 (the only genuine weights here): its numbers",
+        "are not the source's and its look is shallower (finer texture).",
         "",
         *table,
         "",

@@ -39,6 +39,7 @@ Writes --json (default bench/results/speed.json) and prints a table.
 import argparse
 import dataclasses
 import gc
+import importlib
 import json
 import os
 import platform
@@ -91,7 +92,7 @@ def engine_recipe(name, size):
 def conv_flops(network, deepest, height, width):
     """FLOPs of one forward pass through every conv up to `deepest` (2·H·W·9·Cin·Cout each, SAME padding,
     each block after the first halved by a 2 × 2 VALID pool). The input gradient costs the same again."""
-    from legacy_nst.network import conv_shapes
+    from legacy_nst.architecture import conv_shapes
 
     total, h, w = 0, height, width
     for name, ((kh, kw, cin, cout), _) in conv_shapes(network).items():
@@ -104,7 +105,7 @@ def conv_flops(network, deepest, height, width):
 
 
 def deepest_layer(recipe):
-    from legacy_nst.network import layer_depth
+    from legacy_nst.architecture import layer_depth
 
     return max(recipe.layers, key=lambda name: layer_depth(recipe.network, name))
 
@@ -355,7 +356,7 @@ def peak_rss():
 
 def child(spec):
     """One engine alone in this process: build, warm up, time `evals` evaluations; peak RSS and the numbers."""
-    import legacy_nst  # noqa: F401  (quiets TensorFlow's start-up)
+    importlib.import_module("legacy_nst.runtime")  # TensorFlow, quietly: the RSS below is after its import
 
     after_import = peak_rss()
     for patch in spec.get("patches", []):
@@ -627,8 +628,7 @@ def main(argv=None):
     args.formulations = [f.strip() for f in args.formulations.split(",") if f.strip()]
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
 
-    import legacy_nst  # noqa: F401
-    import tensorflow as tf
+    from legacy_nst.runtime import tf
 
     tf.get_logger().setLevel("ERROR")
     out = {"machine": machine(), "args": vars(args), "targets": TARGETS, "sizes": {}}
