@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import fmin_l_bfgs_b
+from threadpoolctl import threadpool_limits
 
 from .losses import ADAPTIVE_EPS
 from .runtime import tf
@@ -103,6 +104,14 @@ class LBFGS(_FedImage):
         bounds = [(0.0, 255.0)] * x.size if recipe.lbfgs_bounds else None
         tolerances = {} if recipe.lbfgs_stop_early else {"factr": 0.0, "pgtol": 0.0}
         per_call = recipe.lbfgs_maxfun or recipe.iterations
+        # scipy's L-BFGS-B does its O(n·m) bookkeeping in many small BLAS calls; OpenBLAS spreads each over
+        # all cores and waits for them, which cost 250 ms per evaluation at 320 × 240 × 3 (m = 10) against
+        # 43 ms on one thread (bench/lbfgs_overhead.py). TensorFlow's own thread pools are not BLAS's.
+        with threadpool_limits(limits=1, user_api="blas"):
+            self._restarts(on_iteration, x, bounds, tolerances, per_call)
+
+    def _restarts(self, on_iteration, x, bounds, tolerances, per_call):
+        recipe = self.recipe
         for restart in range(int(self._state["iteration"]), recipe.restarts):
             if recipe.adaptive_weights:  # a fixed objective for the whole restart
                 self.evaluator.feed = {self.objective.adjust: self._adjust(x)}
