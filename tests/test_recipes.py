@@ -2,8 +2,9 @@
 
 For each recipe, at a tiny size with synthetic weights:
   * the engine's loss terms and total equal a plain-numpy transcription of that source's formulas, written
-    here from the seed text (/work/shared/seeds, RECIPES.md), never from the engine: the numpy VGG does its
-    own Caffe preprocessing (RGB -> BGR, minus the ImageNet mean) with the Keras kernels as they are;
+    from the seed text (/work/shared/seeds, RECIPES.md), never from the engine (the seeds' in seed_code.py,
+    the paper's and the preview's here): the numpy VGG (numpy_vgg.py) does its own Caffe preprocessing
+    (RGB -> BGR, minus the ImageNet mean) with the Keras kernels as they are;
   * the engine's gradient equals the numpy gradient (hand-written backward pass of the same transcription,
     itself checked against central finite differences);
   * one optimiser step (two for Adam) equals a numpy transcription of the source's update rule; for the
@@ -14,9 +15,7 @@ For each recipe, at a tiny size with synthetic weights:
 The source constants (weights, learning rates, layer lists) are literals below, so a wrong number in
 recipes.py shows up as a mismatch.
 """
-import contextlib
 import csv
-import ctypes
 import dataclasses
 import functools
 import os
@@ -27,340 +26,55 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from scipy.optimize import fmin_l_bfgs_b
 
 from legacy_nst import images, recipes, weights
 from legacy_nst.job import Output
 from legacy_nst.reporting import contact_sheet
 from legacy_nst.sizing import size_images
 from legacy_nst.transfer import Transfer, initial_image
+from numpy_vgg import IMAGENET_MEAN_BGR, NumpyVGG, Reference, caffe_preprocess, d_gram_hwc, single_threaded_blas
+from seed_code import seed000_loss, seed002_loss, seed003_loss, seed003_outer_loop, seed004_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_TRANSFER = ROOT / "run_transfer.py"
 ALL_RECIPES = ("preview", "tf-eager-blog", "hvass-vgg16", "keras-lbfgs", "keras-gd-noise", "gatys2016")
 
-# ----------------------------------------------------------------------------------------------------------
-# A plain-numpy VGG (float64) with a hand-written backward pass.
-# ----------------------------------------------------------------------------------------------------------
-IMAGENET_MEAN_BGR = np.array([103.939, 116.779, 123.68])
-VGG_BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
-
-
-@contextlib.contextmanager
-def single_threaded_blas():
-    """numpy's OpenBLAS threads spin badly when the 2 cores are shared (10-100x slower on these small
-    matrices): run the reference on one thread, then restore. Every loaded OpenBLAS is set (numpy's and
-    opencv's are different copies); a no-op where none is found."""
-    controls = []
-    with open("/proc/self/maps") as maps:
-        paths = {line.split()[-1] for line in maps if "openblas" in line.lower() and line.split()[-1].startswith("/")}
-    for path in sorted(paths):
-        lib = ctypes.CDLL(path)
-        for name in ("scipy_openblas_%s_num_threads64_", "openblas_%s_num_threads64_", "openblas_%s_num_threads"):
-            if hasattr(lib, name % "set") and hasattr(lib, name % "get"):
-                controls.append((getattr(lib, name % "set"), getattr(lib, name % "get")()))
-                break
-    for setter, _ in controls:
-        setter(1)
-    try:
-        yield
-    finally:
-        for setter, previous in controls:
-            setter(previous)
-
-
-def caffe_preprocess(rgb):
-    """keras.applications.vgg19.preprocess_input, mode 'caffe': RGB -> BGR, minus the mean."""
-    return rgb[..., ::-1] - IMAGENET_MEAN_BGR
-
-
-def _conv3x3_relu(x, kernel, bias):
-    """SAME 3x3 cross-correlation (as tf.nn.conv2d / Keras Conv2D) + bias + ReLU, via im2col."""
-    h, w, c = x.shape
-    padded = np.pad(x, ((1, 1), (1, 1), (0, 0)))
-    offsets = [(dy, dx) for dy in range(3) for dx in range(3)]  # the order of kernel.reshape(9 * c, out)
-    cols = np.concatenate([padded[dy:dy + h, dx:dx + w] for dy, dx in offsets], axis=-1)
-    k = kernel.reshape(9 * c, -1)
-    z = (cols.reshape(h * w, 9 * c) @ k + bias).reshape(h, w, -1)
-    y = np.maximum(z, 0.0)
-
-    def backward(dy_out):
-        dcols = ((dy_out * (z > 0)).reshape(h * w, -1) @ k.T).reshape(h, w, 9 * c)
-        dpadded = np.zeros_like(padded)
-        for j, (dy, dx) in enumerate(offsets):
-            dpadded[dy:dy + h, dx:dx + w] += dcols[..., j * c:(j + 1) * c]
-        return dpadded[1:-1, 1:-1]
-
-    return y, backward
-
-
-def _pool2x2(x, kind):
-    """2x2 stride-2 VALID pooling (an odd last row/column is dropped, as TF's VALID padding does)."""
-    h, w, c = x.shape
-    blocks = x[: h // 2 * 2, : w // 2 * 2].reshape(h // 2, 2, w // 2, 2, c)
-    if kind == "max":  # the gradient goes to the first maximum of each window in row-major order, as TF's
-        y = blocks.max(axis=(1, 3))
-        window = blocks.transpose(0, 2, 4, 1, 3).reshape(h // 2, w // 2, c, 4)
-        first = np.arange(4) == window.argmax(axis=-1)[..., None]
-        mask = first.reshape(h // 2, w // 2, c, 2, 2).transpose(0, 3, 1, 4, 2).astype(np.float64)
-    else:
-        y = blocks.mean(axis=(1, 3))
-        mask = np.full(blocks.shape, 0.25)
-
-    def backward(dy_out):
-        dx = np.zeros_like(x)
-        dx[: h // 2 * 2, : w // 2 * 2] = (mask * dy_out[:, None, :, None]).reshape(h // 2 * 2, w // 2 * 2, c)
-        return dx
-
-    return y, backward
-
-
-class NumpyVGG:
-    """Activations after ReLU, Keras layer names; the first layer sees Caffe-preprocessed BGR."""
-
-    def __init__(self, network, params, pooling):
-        self.order = [f"block{b}_conv{i}" for b, n in enumerate(VGG_BLOCKS[network], 1) for i in range(1, n + 1)]
-        self.params = {k: (np.float64(v[0]), np.float64(v[1])) for k, v in params.items()}
-        self.pooling = pooling
-
-    def forward(self, rgb, layers):
-        deepest = max(self.order.index(name) for name in layers)
-        x, tape, feats = caffe_preprocess(np.asarray(rgb, np.float64)), [], {}
-        for name in self.order[: deepest + 1]:
-            if name.endswith("_conv1") and name != "block1_conv1":
-                x, back = _pool2x2(x, self.pooling)
-                tape.append((None, back))
-            x, back = _conv3x3_relu(x, *self.params[name])
-            tape.append((name, back))
-            feats[name] = x
-        return feats, tape
-
-    @staticmethod
-    def backward(tape, dfeats):
-        """d loss / d RGB image, given d loss / d activation for some layers."""
-        d = None
-        for name, back in reversed(tape):
-            if name in dfeats:
-                d = dfeats[name] if d is None else d + dfeats[name]
-            if d is not None:
-                d = back(d)
-        return d[..., ::-1]  # through the BGR flip (the mean shift has unit derivative)
-
-
-# Gradients of the small building blocks the seeds share (values are written out in each seed function).
-def _d_gram_hwc(a, dgram, divisor=1.0):
-    """a: (positions, C); gram = aᵀa / divisor; returns d/da given d/dgram."""
-    return a @ (dgram + dgram.T) / divisor
-
-
-def _d_gram_chw(features, dgram):
-    """features: (C, positions) channels-first; gram = F Fᵀ; returns d/dF."""
-    return (dgram + dgram.T) @ features
-
-
-def _chw(x):
-    """K.batch_flatten(K.permute_dimensions(x, (2, 0, 1))) for one (H, W, C) activation."""
-    return x.transpose(2, 0, 1).reshape(x.shape[-1], -1)
-
-
-def _from_chw(d, shape):
-    h, w, c = shape
-    return d.reshape(c, h, w).transpose(1, 2, 0)
-
-
-@dataclasses.dataclass
-class Reference:
-    terms: dict  # raw, unweighted content / style / tv as the engine reports them
-    total: float
-    grad: np.ndarray  # d total / d RGB image (adaptive: with the adj factors held constant)
-
 
 # ----------------------------------------------------------------------------------------------------------
-# The seeds, transcribed. Each takes the generated image x, the content photo and the style image as RGB
-# 0..255 float arrays (H, W, 3) and the numpy VGG; every constant is the source's.
+# The sources' loss functions. The seeds' are in seed_code.py; the paper and the preview have no code, so
+# theirs are written here. Each factory takes the numpy VGG, the content photo and the style image (RGB
+# 0..255 float arrays) and returns f(x) -> Reference.
 # ----------------------------------------------------------------------------------------------------------
-def seed000_tf_eager_blog(net, x, content, style, content_weight=1e3, style_weight=1e-2):
-    """Seeds 000/001: gram = aᵀa / n, n = H·W; style term per layer reduce_mean((G − A)²), weight 1/5;
-    content reduce_mean((F − P)²), weight 1/len; loss = style_weight · style + content_weight · content."""
-    content_layers = ["block5_conv2"]
-    style_layers = ["block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1"]
-
-    def gram_matrix(t):
-        a = t.reshape(-1, t.shape[-1])
-        return a.T @ a / a.shape[0]
-
-    style_feats, _ = net.forward(style, style_layers)
-    content_feats, _ = net.forward(content, content_layers)
-    gram_style_features = [gram_matrix(style_feats[l]) for l in style_layers]
-    out, tape = net.forward(x, content_layers + style_layers)
-    style_score = content_score = 0.0
-    dfeats = {}
-    for layer, target in zip(style_layers, gram_style_features):
-        g = gram_matrix(out[layer])
-        style_score += 1.0 / len(style_layers) * np.mean((g - target) ** 2)
-        a = out[layer].reshape(-1, out[layer].shape[-1])
-        dg = style_weight / len(style_layers) * 2 * (g - target) / g.size
-        dfeats[layer] = dfeats.get(layer, 0) + _d_gram_hwc(a, dg, a.shape[0]).reshape(out[layer].shape)
-    for layer in content_layers:
-        diff = out[layer] - content_feats[layer]
-        content_score += 1.0 / len(content_layers) * np.mean(diff ** 2)
-        dfeats[layer] = dfeats.get(layer, 0) + content_weight / len(content_layers) * 2 * diff / diff.size
-    loss = style_weight * style_score + content_weight * content_score
-    return Reference({"content": content_score, "style": style_score, "tv": 0.0}, loss, net.backward(tape, dfeats))
-
-
-VGG16_CONV = ["block1_conv1", "block1_conv2", "block2_conv1", "block2_conv2", "block3_conv1", "block3_conv2",
-              "block3_conv3", "block4_conv1", "block4_conv2", "block4_conv3", "block5_conv1", "block5_conv2",
-              "block5_conv3"]
-
-
-def seed002_hvass(net, x, content, style, c_layer_ids=(4,), s_layer_ids=range(13),
-                  w_content=2.0, w_style=9.0, w_denoise=0.4):
-    """Seed 002: content = reduce_mean over layers of MSE; style = reduce_mean over layers of MSE of raw
-    Grams (reshape [-1, C], BᵀB); denoise = mean|x[1:]−x[:-1]| + mean|x[:,1:]−x[:,:-1]| on the image;
-    total = Σ w · adj · L with adj = 1 / (L + 1e-10) from the current image, constant for the gradient.
-    (The seed leaves to TF1's op order whether the gradient sees this or the previous iteration's adj;
-    RECIPES.md and the recipe take the current one, as here.)"""
-    c_layers = [VGG16_CONV[i] for i in c_layer_ids]
-    s_layers = [VGG16_CONV[i] for i in s_layer_ids]
-
-    def gram_matrix(a):
-        b = a.reshape(-1, a.shape[-1])
-        return b.T @ b
-
-    c_values, _ = net.forward(content, c_layers)
-    s_feats, _ = net.forward(style, s_layers)
-    gram_matrix_values = [gram_matrix(s_feats[l]) for l in s_layers]
-    out, tape = net.forward(x, c_layers + s_layers)
-    c_loss = np.mean([np.mean((out[l] - c_values[l]) ** 2) for l in c_layers])
-    s_loss = np.mean([np.mean((v - gram_matrix(out[l])) ** 2) for v, l in zip(gram_matrix_values, s_layers)])
-    dy, dx = x[1:, :, :] - x[:-1, :, :], x[:, 1:, :] - x[:, :-1, :]
-    d_loss = np.mean(np.abs(dy)) + np.mean(np.abs(dx))
-    adj_content, adj_style, adj_denoise = (1 / (v + 1e-10) for v in (c_loss, s_loss, d_loss))
-    total = w_content * adj_content * c_loss + w_denoise * adj_denoise * d_loss + w_style * adj_style * s_loss
-    # gradient with the adj factors held constant
-    dfeats = {}
-    for l in c_layers:
-        diff = out[l] - c_values[l]
-        dfeats[l] = dfeats.get(l, 0) + w_content * adj_content / len(c_layers) * 2 * diff / diff.size
-    for v, l in zip(gram_matrix_values, s_layers):
-        g = gram_matrix(out[l])
-        dg = w_style * adj_style / len(s_layers) * 2 * (g - v) / g.size
-        b = out[l].reshape(-1, out[l].shape[-1])
-        dfeats[l] = dfeats.get(l, 0) + _d_gram_hwc(b, dg).reshape(out[l].shape)
-    grad = net.backward(tape, dfeats)
-    k = w_denoise * adj_denoise
-    gy, gx = k * np.sign(dy) / dy.size, k * np.sign(dx) / dx.size
-    grad[1:] += gy
-    grad[:-1] -= gy
-    grad[:, 1:] += gx
-    grad[:, :-1] -= gx
-    return Reference({"content": c_loss, "style": s_loss, "tv": d_loss}, total, grad)
-
-
-def seed003_keras_lbfgs(net, x, content, style, content_weight=0.025, style_weight=1.0,
-                        total_variation_weight=1.0):
-    """Seed 003 (Thai post of the Keras example): content Σ(F(x) − F(base))² at block5_conv2; gram = F Fᵀ of
-    channels-first features; per layer Σ(S − C)² / (4 · 3² · (rows·cols)²); total_style_loss sums
-    (style_weight / 5) · per-layer and total_loss multiplies it by style_weight AGAIN; TV on the generated
-    image in preprocessed space Σ(a + b)^1.25 on the (rows−1) × (cols−1) grid."""
-    rows, cols = x.shape[:2]
-    feature_layers = ["block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1"]
-
-    def gram_matrix(t):
-        features = _chw(t)
-        return features @ features.T
-
-    def style_loss_per_layer(s, c):
-        channels, size = 3, rows * cols
-        return np.sum((gram_matrix(s) - gram_matrix(c)) ** 2) / (4.0 * (channels ** 2) * (size ** 2))
-
-    base, _ = net.forward(content, ["block5_conv2"])
-    ref, _ = net.forward(style, feature_layers)
-    out, tape = net.forward(x, ["block5_conv2"] + feature_layers)
-    diff = out["block5_conv2"] - base["block5_conv2"]
-    c_loss = np.sum(diff ** 2)
-    total_style = 0.0
-    per_layer_sum = 0.0
-    dfeats = {"block5_conv2": content_weight * 2 * diff}
-    for name in feature_layers:
-        sl = style_loss_per_layer(ref[name], out[name])
-        total_style += (style_weight / len(feature_layers)) * sl
-        per_layer_sum += sl / len(feature_layers)
-        s, c = gram_matrix(ref[name]), gram_matrix(out[name])
-        dg = style_weight * (style_weight / len(feature_layers)) * 2 * (c - s) / (4.0 * 9 * (rows * cols) ** 2)
-        dfeats[name] = dfeats.get(name, 0) + _from_chw(_d_gram_chw(_chw(out[name]), dg), out[name].shape)
-    xp = caffe_preprocess(x)  # combination_image lives in preprocessed space
-    a = (xp[: rows - 1, : cols - 1, :] - xp[1:, : cols - 1, :]) ** 2
-    b = (xp[: rows - 1, : cols - 1, :] - xp[: rows - 1, 1:, :]) ** 2
-    tv = np.sum((a + b) ** 1.25)
-    loss = content_weight * c_loss + total_style * style_weight + total_variation_weight * tv
-    grad = net.backward(tape, dfeats)
-    q = total_variation_weight * 1.25 * (a + b) ** 0.25
-    d1 = xp[: rows - 1, : cols - 1] - xp[1:, : cols - 1]
-    d2 = xp[: rows - 1, : cols - 1] - xp[: rows - 1, 1:]
-    gxp = np.zeros_like(xp)
-    gxp[: rows - 1, : cols - 1] += q * 2 * (d1 + d2)
-    gxp[1:, : cols - 1] -= q * 2 * d1
-    gxp[: rows - 1, 1:] -= q * 2 * d2
-    grad += gxp[..., ::-1]
-    return Reference({"content": c_loss, "style": per_layer_sum, "tv": tv}, loss, grad)
-
-
-def seed004_keras_gd_noise(net, x, content, style, lam=1e2):
-    """Seed 004: content 0.5 · Σ(F − P)² at block1_conv1; style layers block5,4,3,2_conv1 with w = 1/(i+2);
-    per layer w · 0.25 · Σ(G_target − G_photo)² / (3 · H · W)², H · W the photo's size (the post's
-    (3·422·750)²), gram = F Fᵀ channels-first; loss = content + λ · Σ style."""
-    h, w = content.shape[:2]
-    style_layers = ["block5_conv1", "block4_conv1", "block3_conv1", "block2_conv1"]
-
-    def gram_matrix(t):
-        f = _chw(t)
-        return f @ f.T
-
-    target_content, _ = net.forward(content, ["block1_conv1"])
-    target_style, _ = net.forward(style, style_layers)
-    out, tape = net.forward(x, ["block1_conv1"] + style_layers)
-    diff = out["block1_conv1"] - target_content["block1_conv1"]
-    content_loss = 0.5 * np.sum(diff ** 2)
-    style_sum = 0.0
-    dfeats = {"block1_conv1": diff}
-    for i, name in enumerate(style_layers):
-        wi = 1 / (i + 2)
-        tg, pg = gram_matrix(target_style[name]), gram_matrix(out[name])
-        style_sum += wi * 0.25 * np.sum((tg - pg) ** 2) / (3 * h * w) ** 2
-        dg = lam * wi * 0.25 * 2 * (pg - tg) / (3 * h * w) ** 2
-        dfeats[name] = _from_chw(_d_gram_chw(_chw(out[name]), dg), out[name].shape)
-    loss = content_loss + lam * style_sum
-    return Reference({"content": content_loss, "style": style_sum, "tv": 0.0}, loss, net.backward(tape, dfeats))
-
-
-def paper_gatys2016(net, x, content, style, alpha=1.0, beta=1e3):
+def paper_gatys2016(net, content, style, alpha=1.0, beta=1e3):
     """Gatys et al. 2016: L_content = ½ Σ(F − P)² at conv4_2; E_l = Σ(G − A)² / (4 N_l² M_l²), G = FᵀF,
     N_l channels, M_l = H·W of the layer; L_style = Σ w_l E_l, w_l = 1/5 over conv1_1..conv5_1;
     L = α L_content + β L_style, α/β = 1e-3."""
     style_layers = ["block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1"]
     p, _ = net.forward(content, ["block4_conv2"])
     a_feats, _ = net.forward(style, style_layers)
-    f, tape = net.forward(x, ["block4_conv2"] + style_layers)
-    diff = f["block4_conv2"] - p["block4_conv2"]
-    l_content = 0.5 * np.sum(diff ** 2)
-    l_style = 0.0
-    dfeats = {"block4_conv2": alpha * diff}
-    for name in style_layers:
-        fl = f[name].reshape(-1, f[name].shape[-1])
-        al = a_feats[name].reshape(-1, a_feats[name].shape[-1])
-        g, a = fl.T @ fl, al.T @ al
-        n_l, m_l = fl.shape[1], fl.shape[0]
-        e_l = np.sum((g - a) ** 2) / (4 * n_l ** 2 * m_l ** 2)
-        l_style += e_l / 5
-        dg = beta / 5 * 2 * (g - a) / (4 * n_l ** 2 * m_l ** 2)
-        dfeats[name] = _d_gram_hwc(fl, dg).reshape(f[name].shape)
-    total = alpha * l_content + beta * l_style
-    return Reference({"content": l_content, "style": l_style, "tv": 0.0}, total, net.backward(tape, dfeats))
+
+    def loss(x):
+        f, tape = net.forward(x, ["block4_conv2"] + style_layers)
+        diff = f["block4_conv2"] - p["block4_conv2"]
+        l_content = 0.5 * np.sum(diff ** 2)
+        l_style = 0.0
+        dfeats = {"block4_conv2": alpha * diff}
+        for name in style_layers:
+            fl = f[name].reshape(-1, f[name].shape[-1])
+            al = a_feats[name].reshape(-1, a_feats[name].shape[-1])
+            g, a = fl.T @ fl, al.T @ al
+            n_l, m_l = fl.shape[1], fl.shape[0]
+            e_l = np.sum((g - a) ** 2) / (4 * n_l ** 2 * m_l ** 2)
+            l_style += e_l / 5
+            dg = beta / 5 * 2 * (g - a) / (4 * n_l ** 2 * m_l ** 2)
+            dfeats[name] = d_gram_hwc(fl, dg).reshape(f[name].shape)
+        total = alpha * l_content + beta * l_style
+        return Reference({"content": l_content, "style": l_style, "tv": 0.0}, total, net.backward(tape, dfeats))
+
+    return loss
 
 
-def preview_own(net, x, content, style, content_weight=1.0, style_weight=0.1):
+def preview_own(net, content, style, content_weight=1.0, style_weight=0.1):
     """The project's preview (its own description): content mean((F − P)²) at block3_conv2; Grams ÷ C·H·W
     (jcjohnson's normalisation); style Σ over block1..3_conv1 of Σ(G − A)², each layer weight 1."""
     style_layers = ["block1_conv1", "block2_conv1", "block3_conv1"]
@@ -371,29 +85,36 @@ def preview_own(net, x, content, style, content_weight=1.0, style_weight=0.1):
 
     p, _ = net.forward(content, ["block3_conv2"])
     s_feats, _ = net.forward(style, style_layers)
-    f, tape = net.forward(x, ["block3_conv2"] + style_layers)
-    diff = f["block3_conv2"] - p["block3_conv2"]
-    l_content = np.mean(diff ** 2)
-    dfeats = {"block3_conv2": content_weight * 2 * diff / diff.size}
-    l_style = 0.0
-    for name in style_layers:
-        g, a = gram(f[name]), gram(s_feats[name])
-        l_style += 1.0 * np.sum((g - a) ** 2)
-        fl = f[name].reshape(-1, f[name].shape[-1])
-        dfeats[name] = _d_gram_hwc(fl, style_weight * 2 * (g - a), fl.size).reshape(f[name].shape)
-    total = content_weight * l_content + style_weight * l_style
-    return Reference({"content": l_content, "style": l_style, "tv": 0.0}, total, net.backward(tape, dfeats))
+
+    def loss(x):
+        f, tape = net.forward(x, ["block3_conv2"] + style_layers)
+        diff = f["block3_conv2"] - p["block3_conv2"]
+        l_content = np.mean(diff ** 2)
+        dfeats = {"block3_conv2": content_weight * 2 * diff / diff.size}
+        l_style = 0.0
+        for name in style_layers:
+            g, a = gram(f[name]), gram(s_feats[name])
+            l_style += 1.0 * np.sum((g - a) ** 2)
+            fl = f[name].reshape(-1, f[name].shape[-1])
+            dfeats[name] = d_gram_hwc(fl, style_weight * 2 * (g - a), fl.size).reshape(f[name].shape)
+        total = content_weight * l_content + style_weight * l_style
+        return Reference({"content": l_content, "style": l_style, "tv": 0.0}, total, net.backward(tape, dfeats))
+
+    return loss
 
 
-# recipe -> (transcription, network, pooling, content shape, style shape) at a tiny size. Shapes follow each
+# recipe -> (loss factory, network, pooling, content shape, style shape) at a tiny size. Shapes follow each
 # source's sizing rule: own aspect ratio (000, paper), 224 × 224 squares scaled down (002), style resized to
-# the content's rows × cols (003), native sizes (004).
+# the content's rows × cols (003), native sizes (004). Where the recipe today departs from its source's code
+# (docs/quirks.md), the factory is given the recipe's choice: the Keras example's weights for seed 003 (the
+# article's code has 5 / 2 / 1), the photo's own size in seed 004's style normalisation (the post: 422 × 750).
 SOURCES = {
     "preview": (preview_own, "vgg19", "max", (24, 32), (32, 24)),
-    "tf-eager-blog": (seed000_tf_eager_blog, "vgg19", "max", (24, 32), (32, 24)),
-    "hvass-vgg16": (seed002_hvass, "vgg16", "max", (32, 32), (32, 32)),
-    "keras-lbfgs": (seed003_keras_lbfgs, "vgg19", "max", (24, 32), (24, 32)),
-    "keras-gd-noise": (seed004_keras_gd_noise, "vgg19", "max", (24, 32), (40, 24)),
+    "tf-eager-blog": (seed000_loss, "vgg19", "max", (24, 32), (32, 24)),
+    "hvass-vgg16": (seed002_loss, "vgg16", "max", (32, 32), (32, 32)),
+    "keras-lbfgs": (functools.partial(seed003_loss, content_weight=0.025, style_weight=1.0), "vgg19", "max",
+                    (24, 32), (24, 32)),
+    "keras-gd-noise": (functools.partial(seed004_loss, norm_size=None), "vgg19", "max", (24, 32), (40, 24)),
     "gatys2016": (paper_gatys2016, "vgg19", "avg", (24, 32), (32, 24)),
 }
 
@@ -443,7 +164,7 @@ class Case:
 
     def reference(self, x, **kw):
         with single_threaded_blas():
-            return self.source(self.net, x, self.content.astype(np.float64), self.style.astype(np.float64), **kw)
+            return self.source(self.net, self.content.astype(np.float64), self.style.astype(np.float64), **kw)(x)
 
     def transfer(self):
         return Transfer(self.recipe, self.content, [self.style], self.params, seed=0, device="cpu",
@@ -515,7 +236,7 @@ def engine_run(name):
                                                       {optimiser.image: image})
                 return float(total), grad.ravel().astype(np.float64)
 
-            run.scipy_calls, run.scipy_boundaries = _seed003_outer_loop(
+            run.scipy_calls, run.scipy_boundaries = seed003_outer_loop(
                 engine_f_and_g, case.x0.copy(), *_seed003_counts(case.recipe), **LBFGS_KWARGS[name])
         return run
     finally:
@@ -525,37 +246,6 @@ def engine_run(name):
 def _seed003_counts(recipe):
     """(outer iterations, maxfun) of seed 003's loop for a recipe's evaluation budget: 0 is one call."""
     return recipe.restarts, recipe.lbfgs_maxfun or recipe.iterations
-
-
-def _seed003_outer_loop(f_and_g, x, iterations, maxfun, **lbfgs_kw):
-    """Seed 003's loop with its Evaluator (loss(x) computes both, grads(x) returns the cached gradient)."""
-
-    class Evaluator:
-        def __init__(self):
-            self.loss_value = None
-            self.calls = []
-
-        def loss(self, x):
-            assert self.loss_value is None
-            loss_value, grad_values = f_and_g(x)
-            self.loss_value, self.grad_values = loss_value, grad_values
-            self.calls.append((np.array(x), loss_value))
-            return self.loss_value
-
-        def grads(self, x):
-            assert self.loss_value is not None
-            grad_values = np.copy(self.grad_values)
-            self.loss_value = None
-            self.grad_values = None
-            return grad_values
-
-    evaluator = Evaluator()
-    boundaries = []
-    for i in range(iterations):
-        x, min_val, info = fmin_l_bfgs_b(evaluator.loss, x.flatten(), fprime=evaluator.grads, maxfun=maxfun,
-                                         **lbfgs_kw)
-        boundaries.append((x.copy(), min_val, len(evaluator.calls)))
-    return evaluator.calls, boundaries
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -700,8 +390,8 @@ def test_lbfgs_evaluations_and_restarts_equal_seed003_loop(name):
         ref = case.reference(np.asarray(x, np.float64).reshape(case.x0.shape))
         return ref.total, ref.grad.ravel()
 
-    calls64, boundaries64 = _seed003_outer_loop(numpy_f_and_g, case.x0.copy(), *_seed003_counts(case.recipe),
-                                                **LBFGS_KWARGS[name])
+    calls64, boundaries64 = seed003_outer_loop(numpy_f_and_g, case.x0.copy(), *_seed003_counts(case.recipe),
+                                               **LBFGS_KWARGS[name])
     assert len(calls64) == len(run.scipy_calls)
     final64 = boundaries64[-1][0].reshape(case.x0.shape)
     moved = np.abs(final64 - case.x0).max()
