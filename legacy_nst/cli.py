@@ -152,6 +152,8 @@ def build_parser():
                      help=f"named algorithm (default {recipes.DEFAULT_RECIPE}); see --list-recipes")
     rec.add_argument("--list-recipes", action="store_true", help="print the recipes and exit")
     rec.add_argument("--show-recipe", metavar="NAME", help="print every field of one recipe and exit")
+    rec.add_argument("--corrected", action="store_true",
+                     help="switch every quirk of the recipe's source to the clean behaviour (see --show-recipe)")
     rec.add_argument("--set", metavar="FIELD=VALUE", action="append", default=[],
                      help="override any recipe field (see --show-recipe), e.g. --set lbfgs_maxfun=50")
     net = p.add_argument_group("network")
@@ -209,6 +211,7 @@ def make_job(args):
     job = Job(content=args.content, styles=tuple(Style(path, w) for path, w in zip(styles, blend)),
               recipe=args.recipe, overrides=recipe_overrides(args), seed=args.seed, init_image=args.init_image,
               schedule=args.scales or (), weights=args.weights, device=args.device, resume=args.resume,
+              corrected=args.corrected,
               output=Output(args.output, args.overwrite, args.print_every, args.save_every, None, args.grid))
     job.resolved_recipe()  # field problems are reported now, before any file is read
     return job
@@ -225,9 +228,12 @@ def print_recipes():
 
 
 def show_recipe(name):
+    """Every field; a source quirk also shows what --corrected makes of it."""
     recipe = recipes.get(name)
+    clean = recipes.corrected(recipe)
     for field in dataclasses.fields(recipe):
-        print(f"{field.name:22} {getattr(recipe, field.name)}")
+        value, fixed = getattr(recipe, field.name), getattr(clean, field.name)
+        print(f"{field.name:24} {value}" + (f"   (--corrected: {fixed})" if value != fixed else ""))
 
 
 @contextlib.contextmanager

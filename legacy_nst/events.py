@@ -68,6 +68,7 @@ STOP_REASONS = ("finished", "interrupted", "terminated", "non-finite", "write-fa
 class Result:
     """What a run returns. `image` is the recipe's result (best or last), None if nothing was measured."""
 
+    recipe: object  # the Recipe that ran (its save_cast says how the sources wrote `image`)
     image: np.ndarray | None
     best_image: np.ndarray | None
     best_total: float

@@ -12,41 +12,54 @@ def log_columns(term_names):
 
 
 class Tracker:
-    """Per level: the best finite measurement, the optimiser's last image and the grid snapshots."""
+    """Per level: the image to return, the best finite measurement and the grid snapshots, each chosen the
+    way the recipe's source chose them (its quirk fields; see recipes.py)."""
 
-    def __init__(self, result_image="last", grid_every=0):
-        self.result_image, self.grid_every = result_image, grid_every
+    def __init__(self, recipe, grid_cells=0):
+        self.recipe = recipe
+        self.grid_interval = recipe.iterations / grid_cells if grid_cells else 0
+        if grid_cells and not recipe.grid_float_interval:
+            self.grid_interval = max(1, recipe.iterations // grid_cells)
         self.snapshots = []
         self.best_total, self.best_image, self.last_image = math.inf, None, None
+        self._measured = None  # the last measured image
+        self._best_pending = False  # the best step's update is still to come (best_image_after_update)
 
     def measured(self, evaluation):
         """Record one Evaluation; False when its loss is not finite."""
         if not math.isfinite(evaluation.total):
             return False
+        self._measured = evaluation.image
+        self._best_pending = False
         if evaluation.total < self.best_total:
             self.best_total, self.best_image = evaluation.total, evaluation.image
+            self._best_pending = self.recipe.best_image_after_update
         return True
 
     def iterated(self, event):
         """Record an IterationFinished: the optimiser's image, and a grid snapshot when one is due."""
         self.last_image = event.image
-        if self.grid_every and event.iteration % self.grid_every == 0:
-            self.snapshots.append((f"iteration {event.iteration}", event.image))
+        if self._best_pending:
+            self.best_image, self._best_pending = event.image, False
+        if self.grid_interval and event.iteration % self.grid_interval == 0:
+            tile = event.image if self.recipe.grid_after_update else self._measured
+            self.snapshots.append((f"iteration {event.iteration}", tile))
 
     @property
     def result(self):
-        image = self.best_image if self.result_image == "best" else self.last_image
+        image = self.best_image if self.recipe.result_image == "best" else self.last_image
         return image if image is not None else self.best_image
 
     def state(self):
         """(JSON-able meta, arrays) to continue tracking after a resume (stored in checkpoints)."""
         return ({"best_total": self.best_total, "snapshots": [label for label, _ in self.snapshots]},
-                {"best_image": self.best_image, "last_image": self.last_image,
+                {"best_image": self.best_image, "last_image": self.last_image, "measured_image": self._measured,
                  **{f"snapshot_{i}": image for i, (_, image) in enumerate(self.snapshots)}})
 
     def restore(self, meta, arrays):
         self.best_total = meta["best_total"]
         self.best_image, self.last_image = arrays.get("best_image"), arrays.get("last_image")
+        self._measured = arrays.get("measured_image")
         self.snapshots = [(label, arrays[f"snapshot_{i}"]) for i, label in enumerate(meta["snapshots"])]
 
 

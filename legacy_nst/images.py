@@ -104,8 +104,23 @@ def resize(image, shape, method):
     return np.asarray(pil.resize((w, h), RESAMPLERS[method]), dtype=np.float32)
 
 
-def to_uint8(image):
-    return np.clip(np.round(image), 0, 255).astype(np.uint8)
+# seed 004's deprocess_image adds the BGR means after flipping to RGB: R gets B's mean, B gets R's
+CHANNEL_SLIP_RGB = np.array([103.939 - 123.68, 0.0, 123.68 - 103.939])
+
+
+def to_uint8(image, cast="round", slip=False):
+    """8-bit RGB as a source saved it: `round` to the nearest level; `truncate`, clip then astype('uint8')
+    (seeds 000, 002, 003); `unit-truncate`, seed 004's clip, ÷ 255, · 255, astype('uint8') (the round trip
+    drops some exact levels by one); `slip` adds seed 004's channel slip first. uint8 input is returned as is."""
+    if image.dtype == np.uint8:
+        return image
+    image = np.asarray(image, np.float64) + CHANNEL_SLIP_RGB if slip else image
+    clipped = np.clip(image, 0, 255)
+    if cast == "round":
+        return np.round(clipped).astype(np.uint8)
+    if cast == "unit-truncate":
+        clipped = clipped / 255 * 255
+    return clipped.astype(np.uint8)
 
 
 def check_output_extension(path):
@@ -139,7 +154,8 @@ def _round_trip_size(fmt):
 
 
 def write_image_file(image, path, fmt):
-    """Write float RGB (clipped, rounded) to `path` as `fmt` (not atomic: see save_image, OutputPaths)."""
+    """Write RGB (uint8 as it is, floats clipped and rounded) to `path` as `fmt` (not atomic: see
+    save_image, OutputPaths)."""
     Image.fromarray(to_uint8(image), "RGB").save(path, format=fmt)
 
 

@@ -75,6 +75,7 @@ class Job:
     output: Output = Output()
     resume: str | None = None  # a checkpoint to continue
     name: str = ""
+    corrected: bool = False  # every quirk of the recipe's source switched to the clean behaviour
 
     def __post_init__(self):
         styles = tuple(s if isinstance(s, Style) else Style(s) for s in
@@ -87,7 +88,7 @@ class Job:
     def resolved_recipe(self):
         """The recipe with the overrides applied and checked (UserError naming the field otherwise)."""
         base = recipes.get(self.recipe) if isinstance(self.recipe, str) else self.recipe
-        return recipes.override(base, **self.overrides)
+        return recipes.override(recipes.corrected(base) if self.corrected else base, **self.overrides)
 
     def levels(self, recipe):
         """The schedule as Levels with budgets filled in; one level at the recipe's size if none given."""

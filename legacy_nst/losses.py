@@ -44,13 +44,14 @@ def squared_error(x, target, form):
     return 0.5 * total if form == "half-sum" else total
 
 
-def style_norm_factor(kind, layer_shape, image_shape):
-    """Constant factor in front of one layer's style term (shapes are static: (1, H, W, C))."""
+def style_norm_factor(kind, layer_shape, image_shape, literal_size=()):
+    """Constant factor in front of one layer's style term (shapes are static: (1, H, W, C)); `image` uses
+    `literal_size` (H, W) instead of the image's when given (seed 004 divides by its own photo's size)."""
     if kind == "layer":
         _, h, w, c = layer_shape
         return 1.0 / (4.0 * c**2 * (h * w) ** 2)
     if kind == "image":
-        _, h, w, _ = image_shape
+        h, w = literal_size or image_shape[1:3]
         return 1.0 / (4.0 * 3**2 * (h * w) ** 2)
     return 1.0
 
@@ -112,7 +113,8 @@ class Objective:
         style = tf.constant(0.0)
         for layer, weight in zip(recipe.style_layers, layer_weights(recipe.style_layers, recipe.style_layer_weights)):
             target = self._hold(f"gram_{layer}", style_targets[layer])
-            norm = style_norm_factor(recipe.style_norm, tuple(features[layer].shape.as_list()), image_shape)
+            norm = style_norm_factor(recipe.style_norm, tuple(features[layer].shape.as_list()), image_shape,
+                                     recipe.style_norm_size)
             error = squared_error(gram(features[layer], recipe.gram_norm), target, recipe.style_form)
             style += (weight * norm) * error
         terms = {"content": content, "style": style}

@@ -35,4 +35,5 @@ def stylize(content, style, recipe="preview", *, weights=None, seed=0, device="a
     job = Job(content=content, styles=tuple(s if isinstance(s, Style) else Style(s) for s in styles),
               recipe=recipe, overrides=overrides, seed=seed, weights=weights, device=device)
     result = run(job, on_event)
-    return Stylized(Image.fromarray(to_uint8(result.image)), result.history, result)
+    image = to_uint8(result.image, result.recipe.save_cast, result.recipe.deprocess_channel_slip)
+    return Stylized(Image.fromarray(image), result.history, result)

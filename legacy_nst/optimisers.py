@@ -125,12 +125,17 @@ class LBFGS(_FedImage):
 
 
 class NormalisedDescent(_FedImage):
-    """x ← x − step · g / (norm(g) + eps), then optionally clip to 0..255."""
+    """x ← x − step · g / (norm(g) + eps), then optionally clip to 0..255.
+
+    With `adaptive_weights_lag` (seed 002) the gradient of step i is taken with the adaptive factors of step
+    i − 1, fed to the objective, and step 0 with the adj variables' initial 1e-10: in the post's graph the
+    assign ops run in the same session.run as the gradient, which reads the values of the previous run."""
 
     name = "descent"
+    INITIAL_ADJ = 1e-10  # the post's tf.Variable(1e-10) for each adj factor
 
     def attach(self, session, objective):
-        self.session = session
+        self.session, self.objective = session, objective
         self.fetches = _fetches(objective)
 
     def update(self, x, g):
@@ -142,12 +147,20 @@ class NormalisedDescent(_FedImage):
     def run(self, on_evaluation, on_iteration, state=None):
         self._state = dict(state or self._state)
         x = self._state["image"]
+        lag = self.recipe.adaptive_weights and self.recipe.adaptive_weights_lag
+        previous = self._state.get("adjust", np.full(len(self.objective.names), self.INITIAL_ADJ))
         for i in range(int(self._state["iteration"]), self.recipe.iterations):
             image = x.astype(np.float32)
-            total, terms, adjust, g = self.session.run(self.fetches, {self.image: image[None]})
+            feed = {self.image: image[None]}
+            if lag:
+                feed[self.objective.adjust] = previous
+            total, terms, adjust, g = self.session.run(self.fetches, feed)
             on_evaluation(Measurement(i, i + 1, image, float(total), terms, adjust))
+            previous = 1.0 / (terms + ADAPTIVE_EPS)  # what the post's assign ops store in this run
             x = self.update(x, g[0].astype(np.float64))
             self._state = {"iteration": i + 1, "evaluations": i + 1, "image": x}
+            if lag:
+                self._state["adjust"] = previous
             on_iteration(i, i + 1, x.astype(np.float32))
 
 

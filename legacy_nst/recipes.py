@@ -25,6 +25,7 @@ TV_FORMS = ("none", "keras", "l2", "denoise")
 OPTIMIZERS = ("lbfgs", "adam", "descent")
 DESCENT_NORMS = ("std", "rms")
 INITS = ("content", "noise", "style")
+SAVE_CASTS = ("round", "truncate", "unit-truncate")
 NOISES = ("uniform", "uniform+128", "gaussian")
 RESULT_IMAGES = ("best", "last")
 NOTE_FIELDS = ("name", "source", "quirks")
@@ -75,7 +76,16 @@ class Recipe:
     # start and result
     init: str = "content"
     noise: str = "uniform"  # uniform: U[0,1) in preprocessed space; uniform+128: seed 002; gaussian: N(0, 1e-3)
-    result_image: str = "last"  # the image a run returns: the lowest-loss one, or the last one
+    result_image: str = "last"  # the lowest-loss image, or the optimiser's last (after its final update)
+    # the sources' quirks (docs/quirks.md): each default here is the corrected behaviour, each source recipe
+    # sets its own code's; `corrected(recipe)` switches them all back (CLI --corrected)
+    best_image_after_update: bool = False  # seed 000: the kept image is the one after the best step's update
+    grid_after_update: bool = False  # seed 000: grid tiles are the images after step i's update
+    grid_float_interval: bool = False  # seed 000: a tile when i % (iterations / tiles) == 0, a float
+    adaptive_weights_lag: bool = False  # seed 002: step i's gradient sees the factors of step i − 1 (1e-10 first)
+    style_norm_size: tuple[int, ...] = ()  # seed 004: style ÷ (3·H·W)² with this literal (H, W), not the photo's
+    save_cast: str = "round"  # round, or clip + astype('uint8') (truncate), or seed 004's clip, /255, ·255, astype
+    deprocess_channel_slip: bool = False  # seed 004: means added after the BGR→RGB flip: R −19.74, B +19.74
 
     def check(self):
         """A validated copy with layer names in Keras form; every problem is a UserError naming the field."""
@@ -86,7 +96,8 @@ class Recipe:
                    "gram_norm": GRAM_NORMS, "style_form": STYLE_FORMS,
                    "style_norm": STYLE_NORMS, "tv_form": TV_FORMS,
                    "optimizer": OPTIMIZERS, "descent_norm": DESCENT_NORMS,
-                   "init": INITS, "noise": NOISES, "result_image": RESULT_IMAGES}
+                   "init": INITS, "noise": NOISES, "result_image": RESULT_IMAGES,
+                   "save_cast": SAVE_CASTS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"{name} {getattr(self, name)!r} is not one of: {', '.join(allowed)}")
@@ -107,6 +118,8 @@ class Recipe:
         if self.tv_weight > 0 and self.tv_form == "none":
             raise UserError(f"tv_weight {self.tv_weight:g} would do nothing: recipe {self.name} has no total-"
                             "variation term; also set tv_form=l2 (jcjohnson's), keras or denoise")
+        if self.style_norm_size and (len(self.style_norm_size) != 2 or min(self.style_norm_size) < 1):
+            raise UserError(f"style_norm_size must be H,W (or empty for the photo's), got {self.style_norm_size}")
         for name in ("beta1", "beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise UserError(f"{name} must be at least 0 and below 1, got {getattr(self, name)}")
@@ -157,54 +170,69 @@ RECIPES = {r.name: r for r in (
                "(Vietnamese and Russian retellings)",
         quirks="Gram ÷ H·W; style and content are reduce_mean. Adam in the preprocessed space is the same "
                "update on RGB pixels (a channel flip and a shift). The clip to [−mean, 255 − mean] is "
-               "commented out in seed 000 (set clip=true for the original post's). The blog pairs the loss "
-               "of step i with the image after step i; here the best image is the one the best loss was "
-               "measured on. The 2 × 5 grid shows every 100th iteration.",
+               "commented out in seed 000 (set clip=true for the original post's). Quirks of the post's code: "
+               "`best_img` is read after `opt.apply_gradients`, so the kept image is the one after the best "
+               "step's update (best_image_after_update); the 2 × 5 grid shows the image after the update of "
+               "i = 0, 100, ..., 900 (grid_after_update), chosen by `i % display_interval == 0` with "
+               "`display_interval = num_iterations / (num_rows * num_cols)` a float (grid_float_interval); "
+               "`deprocess_img` casts with astype('uint8'), truncating (save_cast). Seed 001 carries no code.",
         size=512, content_layers=("block5_conv2",), content_form="mean", gram_norm="positions",
         style_form="mean", content_weight=1e3, style_weight=1e-2, optimizer="adam", iterations=1000,
-        learning_rate=5.0, beta1=0.99, epsilon=1e-1, init="content", result_image="best"),
+        learning_rate=5.0, beta1=0.99, epsilon=1e-1, init="content", result_image="best",
+        best_image_after_update=True, grid_after_update=True, grid_float_interval=True, save_cast="truncate"),
     Recipe(
         name="hvass-vgg16",
         source="seed 002: Vietnamese TF1 post after Hvass-Labs tutorial 15 (VGG16, pure graph)",
         quirks="Layer ids index the 13 conv layers (content [4] = block3_conv1, style range(13)). Gram is "
-               "unnormalised, each term a reduce_mean. Adaptive normalisation: each term × 1/(L + 1e-10) "
-               "from the current image; the seed assigns the adj variables in the same session.run as the "
-               "gradient, so TF1's op order decides which value the gradient sees (the first iteration "
-               "may see 1e-10): here it is always the current value. Weights of the example call "
+               "unnormalised, each term a reduce_mean. Adaptive normalisation: each term × 1/(L + 1e-10). "
+               "Quirks of the post's code: the adj variables are assigned in the same session.run as the "
+               "gradient, and TF1 gives the gradient the factors of the PREVIOUS run: step 0 uses their initial "
+               "1e-10 for all three terms, each later step factors one step old (adaptive_weights_lag); the "
+               "result is generate_img after all 60 updates and the last clip (as every `last` result here); "
+               "the author's plot_image casts with astype(np.uint8) (save_cast). Weights of the example call "
                "(2.0, 9.0, 0.4; function defaults 1.5, 10.0, 0.3). Images cv2.resize'd to 224 × 224.",
         network="vgg16", size=224, size_mode="square", resample="cv2-linear",
         content_layers=("block3_conv1",), style_layers=tuple(str(i) for i in range(13)),
         content_form="mean", gram_norm="raw", style_form="mean", tv_form="denoise",
         content_weight=2.0, style_weight=9.0, tv_weight=0.4, adaptive_weights=True, optimizer="descent",
         iterations=60, learning_rate=10.0, descent_norm="std", descent_eps=1e-8, clip=True, init="noise",
-        noise="uniform+128"),
+        noise="uniform+128", adaptive_weights_lag=True, save_cast="truncate"),
     Recipe(
         name="keras-lbfgs",
-        source="seed 003: Thai post of the Keras example neural_style_transfer.py",
+        source="seed 003: Thai post of the Keras example neural_style_transfer.py (Mauro Comi's 2018 article)",
         quirks="Content and style resized to rows = 400, cols = width · 400 / height of the content with "
                "Keras load_img's default (nearest). The seed runs content, style and the image as one "
                "batch of 3; targets are the same numbers computed once. Style per layer ÷ (4 · 3² · (rows · "
                "cols)²): channels = 3 and the IMAGE size hard-coded, not the layer's; the layer sum is "
-               "multiplied by style_weight again (style_weight_twice; a no-op at 1). TV on the cropped "
-               "(rows−1) × (cols−1) grid, ^1.25. Weights are the Keras example's defaults. 10 outer "
-               "iterations of fmin_l_bfgs_b(maxfun=15): iterations 150 = 10 restarts × 15 (scipy ends each "
-               "call at the first iteration past maxfun, so a restart may run a few more).",
+               "multiplied by style_weight again (style_weight_twice: 2² here). TV on the cropped (rows−1) × "
+               "(cols−1) grid, ^1.25. The post's code uses weights and a count it does not show; the "
+               "article's linked code (maurock/neural_transfer_style main.py) sets content 5, style 2, TV 1, "
+               "20 outer iterations of fmin_l_bfgs_b(maxfun=15): iterations 300 = 20 restarts × 15 (scipy "
+               "ends each call at the first iteration past maxfun, so a restart runs 16 or more). "
+               "deprocess_image casts with astype('uint8') (save_cast).",
         size=400, size_mode="height", style_sizing="match-content", resample="nearest",
         content_layers=("block5_conv2",), content_form="sum", gram_norm="raw", style_form="sum",
-        style_norm="image", tv_form="keras", content_weight=0.025, style_weight=1.0, tv_weight=1.0,
-        style_weight_twice=True, optimizer="lbfgs", iterations=150, lbfgs_maxfun=15, init="content"),
+        style_norm="image", tv_form="keras", content_weight=5.0, style_weight=2.0, tv_weight=1.0,
+        style_weight_twice=True, optimizer="lbfgs", iterations=300, lbfgs_maxfun=15, init="content",
+        save_cast="truncate"),
     Recipe(
         name="keras-gd-noise",
         source="seed 004: Spanish post, Keras VGG19, normalised gradient descent from white noise",
         quirks="Images at their own size. Content is block1_conv1, ½Σ(F − P)². Style layers block5..2_conv1 "
                "weighted 1/(i + 2) (the post's final loop is not valid Python; this is its stated intent), "
-               "0.25 · Σ(G − A)² / (3 · H · W)² with the photo's H · W (the post hard-codes 422 · 750). "
-               "Gradient ÷ its RMS + 1e-5, step 0.01, no clip; init U[0, 1) in preprocessed space.",
+               "0.25 · Σ(G − A)² / (3 · 422 · 750)²: the post divides by its own photo's size whatever the "
+               "photo (style_norm_size). Gradient ÷ its RMS + 1e-5, step 0.01, no clip; init U[0, 1) in "
+               "preprocessed space; the result is the image after all 1500 updates. Quirks of the post's code: "
+               "deprocess_image flips BGR→RGB before adding the means, so R gets "
+               "−19.74 and B +19.74 (deprocess_channel_slip); then (final / 255 · 255).astype('uint8') "
+               "(save_cast unit-truncate).",
         size=None, size_mode="native", content_layers=("block1_conv1",),
         style_layers=tuple(reversed(CONV1_LAYERS[1:])), style_layer_weights=(1 / 2, 1 / 3, 1 / 4, 1 / 5),
         content_form="half-sum", gram_norm="raw", style_form="sum", style_norm="image",
         content_weight=1.0, style_weight=1e2, optimizer="descent", iterations=1500, learning_rate=0.01,
-        descent_norm="rms", descent_eps=1e-5, clip=False, init="noise", noise="uniform"),
+        descent_norm="rms", descent_eps=1e-5, clip=False, init="noise", noise="uniform",
+        style_norm_size=(422, 750), deprocess_channel_slip=True,
+        save_cast="unit-truncate"),
     Recipe(
         name="gatys2016",
         source="Gatys, Ecker, Bethge: Image Style Transfer Using CNNs (CVPR 2016)",
@@ -223,6 +251,16 @@ DEFAULT_RECIPE = "keras-lbfgs"
 def suggest(name, choices):
     close = difflib.get_close_matches(name, choices, n=1)
     return f"; did you mean {close[0]}?" if close else ""
+
+
+QUIRK_FIELDS = ("best_image_after_update", "grid_after_update", "grid_float_interval", "adaptive_weights_lag",
+                "style_norm_size", "save_cast", "deprocess_channel_slip")
+
+
+def corrected(recipe):
+    """The recipe with every source quirk switched to the clean behaviour (the field defaults)."""
+    clean = {f.name: f.default for f in fields(Recipe) if f.name in QUIRK_FIELDS}
+    return dataclasses.replace(recipe, **clean)
 
 
 def get(name):

@@ -160,7 +160,10 @@ class _Execution:
         self.emit(Saved(kind, path))
 
     def _write_image(self, kind, path, image):
-        self._saved(kind, self.plan.paths.write_image(path, image))
+        """Saved as the recipe's source saved its images (save_cast, deprocess_channel_slip)."""
+        recipe = self.plan.recipe
+        encoded = images.to_uint8(image, recipe.save_cast, recipe.deprocess_channel_slip)
+        self._saved(kind, self.plan.paths.write_image(path, encoded))
 
     def run(self):
         plan, start = self.plan, time.perf_counter()
@@ -185,7 +188,7 @@ class _Execution:
         tracker = self.tracker
         image = self.previous if stopped == "finished" else None
         best = tracker.best_image if tracker and tracker.best_image is not None else self.previous
-        return Result(image=image if image is not None else best, best_image=best,
+        return Result(recipe=plan.recipe, image=image if image is not None else best, best_image=best,
                       best_total=tracker.best_total if tracker else math.inf, history=self.rows,
                       evaluations=self.evaluations, seconds=time.perf_counter() - start, stopped=stopped,
                       term_names=self.term_names, message=message, files=self.files)
@@ -206,8 +209,7 @@ class _Execution:
         else:
             init = None
         rows, cols = output.grid or (0, 0)
-        self.tracker = tracker = Tracker(recipe.result_image,
-                                         grid_every=max(1, recipe.iterations // (rows * cols)) if rows else 0)
+        self.tracker = tracker = Tracker(recipe, grid_cells=rows * cols)
         if state is not None:
             tracker.restore(plan.resume.tracker_meta, plan.resume.tracker_arrays)
         size_label = level.size if level.size is not None else f"{content.shape[1]}x{content.shape[0]}"
@@ -290,7 +292,10 @@ class _Execution:
             return
         self._write_image("result", plan.paths.result, self.previous)
         rows, cols = plan.output.grid or (0, 0)
-        sheet = grid_image(self.tracker.snapshots, rows, cols) if rows else None
+        recipe = plan.recipe
+        tiles = [(label, images.to_uint8(image, recipe.save_cast, recipe.deprocess_channel_slip))
+                 for label, image in self.tracker.snapshots]
+        sheet = grid_image(tiles, rows, cols) if rows else None
         if sheet is not None:
             self._write_image("grid", plan.paths.grid, sheet)
         self._write_records()
