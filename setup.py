@@ -14,9 +14,9 @@ setup(
         "opencv-python-headless>=4.8",
         "h5py>=3.9",
         "tqdm>=4.66",
-        "threadpoolctl>=3.1",
-        "scikit-image>=0.22",
-        "matplotlib>=3.8",
+        "threadpoolctl>=3.1",  # scipy's L-BFGS-B on one BLAS thread (optimisers.py)
+        "scikit-image>=0.22",  # colour conversions (colour.py), SSIM (compare.py)
+        "matplotlib>=3.8",  # the loss plot (plots.py), imported only when one is drawn
     ],
     extras_require={"test": ["pytest>=8", "hypothesis>=6.100", "keras>=3"]},
     entry_points={"console_scripts": ["legacy-nst=legacy_nst.cli:entry_point"]},

@@ -189,3 +189,36 @@ def demo_pair(size=256):
     night, star = np.array([20, 40, 110], np.float32), np.array([245, 210, 70], np.float32)
     style = (1 - t) * night + t * star + 25 * np.sin(yy / 3)[..., None] * np.array([0.2, 0.5, 1.0], np.float32)
     return np.asarray(content, np.float32), np.clip(style, 0, 255).astype(np.float32)
+
+
+
+# An "empty" mask has no pixel above this (0..1, about 5 of 255 levels): a black canvas with 0..2 levels of
+# noise comes back from JPEG (quality 50..95) at 3 levels at most, so such a file is still empty.
+MASK_EMPTY_BELOW = 0.02
+MASK_ASPECT_SLACK = 0.02  # relative width difference allowed beyond one pixel of rounding
+
+
+def load_mask(path, shape):
+    """A region mask as float32 (H, W) in 0..1 at `shape` = the content's (H, W): white paints, black not.
+
+    The file is read and checked by `load_image`, so a missing, unreadable or corrupt mask is refused the
+    same way. Greyscale or RGB; colour counts by its luminance (Pillow's "L"), grey gives partial weight.
+    Alpha is ignored: the stored colours count, so a mask drawn white on a transparent canvas reads as
+    drawn (transparent pixels keep their own colour, usually black). The mask is stretched to the content's
+    size with bilinear filtering; one whose aspect ratio differs from the content's is refused, since it
+    was drawn over another framing. A mask with no pixel above MASK_EMPTY_BELOW is refused as empty."""
+    rgb = load_image(path)
+    with Image.open(path) as img:
+        if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
+            img.seek(0)  # load_image composited it on white; take the stored colours instead
+            rgb = np.asarray(ImageOps.exif_transpose(img).convert("RGBA"), np.float32)[..., :3]
+    h, w = shape
+    mh, mw = rgb.shape[:2]
+    if abs(mw * h / mh - w) > 1 + MASK_ASPECT_SLACK * w:
+        raise UserError(f"{path}: mask is {mw}x{mh} but the content is {w}x{h} (another aspect ratio); "
+                        "draw the mask over the content image")
+    grey = Image.fromarray(to_uint8(rgb), "RGB").convert("L").resize((w, h), Image.Resampling.BILINEAR)
+    mask = np.asarray(grey, np.float32) / 255.0
+    if mask.max() < MASK_EMPTY_BELOW:
+        raise UserError(f"{path}: mask is black everywhere (empty); paint the region to stylise white")
+    return mask

@@ -9,7 +9,10 @@ Every variant a seed used is a named form, so a recipe picks forms instead of ca
 Targets are fixed arrays computed once; the objective holds them as initialised, non-trainable variables.
 """
 import numpy as np
+from scipy import ndimage
 
+from .architecture import canonical_layer, layer_sequence
+from .errors import UserError
 from .runtime import tf
 
 ADAPTIVE_EPS = 1e-10
@@ -139,3 +142,70 @@ class Objective:
         """Load the targets into their variables (once per run)."""
         session.run([v.initializer for v in self._targets], feed_dict=self._init_feeds)
         self._init_feeds = {}
+
+
+def masked_gram(features, mask, norm):
+    """Guided Gram (Gatys et al. 2017, "Controlling Perceptual Factors", section 4): (F·m)ᵀ(F·m) of a
+    (1, H, W, C) activation weighted by an (H, W) mask of 0..1 at the layer's resolution.
+
+    "positions" divides by Σm², not Σm: (F·m)ᵀ(F·m) = Σ_p m_p² f_p f_pᵀ, so Σm² makes it the m²-weighted
+    mean of f fᵀ, equal to `gram(features, "positions")` of a region of uniform style for any mask
+    (the two agree for a 0/1 mask). It is also what the authors' code computes: their guides are scaled
+    to mean square 1 before their Gram ÷ H·W. "elements" divides by C·Σm² in the same way."""
+    channels = int(features.shape[-1])
+    mask = tf.convert_to_tensor(mask, tf.float32)
+    flat = tf.reshape(features * mask[None, :, :, None], [-1, channels])
+    g = _gram_raw(flat)
+    weight = tf.reduce_sum(tf.square(mask))
+    if norm == "positions":
+        return g / weight
+    if norm == "elements":
+        return g / (weight * channels)
+    return g
+
+
+MASK_MODES = ("simple", "inside")
+MASK_THRESHOLD = 0.5  # "inside" makes a soft mask binary here first, as the authors' code (th = .5)
+
+
+def _halve(mask, mode):
+    """One 2 × 2, stride-2 VALID pooling stage (the network's; odd last rows and columns are dropped):
+    the mean for "simple", the minimum for "inside" (a pooled position sees only the region if all four do)."""
+    h, w = mask.shape[0] // 2 * 2, mask.shape[1] // 2 * 2
+    blocks = mask[:h, :w].reshape(h // 2, 2, w // 2, 2)
+    return blocks.mean(axis=(1, 3)) if mode == "simple" else blocks.min(axis=(1, 3))
+
+
+def layer_masks(mask, network, layers, mode="simple"):
+    """{layer: (h_l, w_l) float32 mask} for the given conv layers, the (H, W) image mask carried down.
+
+    The paper down-samples each guidance channel to its layer's size. "simple" does that with one 2 × 2
+    average per pooling stage, exactly on the network's pooling grid, so a layer's mask is the fraction of
+    each pooled cell inside the region (soft at the edges). "inside" is the authors' code's mode of that
+    name, in closed form instead of by probing the network with noise: the mask is made binary and a
+    position kept only if its whole receptive field lies in the region: each 3 × 3 convolution erodes by
+    one position (zero padding beyond the image border counts as inside: it carries no outside pixels), each
+    pool keeps a cell only if all four inputs are kept. Max and average pooling see the same window, so the
+    network's pooling does not matter. A mask that "inside" erodes to nothing at some layer is refused."""
+    if mode not in MASK_MODES:
+        raise UserError(f"unknown mask mode {mode!r}; use {' or '.join(MASK_MODES)}")
+    wanted = {canonical_layer(network, name) for name in layers}
+    current = np.asarray(mask, np.float32)
+    if mode == "inside":
+        current = (current >= MASK_THRESHOLD).astype(np.float32)
+    out = {}
+    for name in layer_sequence(network):
+        if not wanted - set(out):
+            break
+        if name.endswith("_pool"):
+            current = _halve(current, mode)
+            continue
+        if mode == "inside":
+            current = ndimage.binary_erosion(current, np.ones((3, 3)), border_value=1).astype(np.float32)
+        if name in wanted:
+            if not current.any():
+                raise UserError(f"the mask leaves no position inside the region at {name} "
+                                f"({current.shape[0]}x{current.shape[1]}, mask mode {mode}); use a larger region "
+                                "or a larger image" + (", or mask mode simple" if mode == "inside" else ""))
+            out[name] = current
+    return out
