@@ -13,10 +13,10 @@ import tensorflow as tf
 from PIL import Image
 from skimage.measure import block_reduce
 
-from legacy_nst import images, losses, network, weights
+from legacy_nst import architecture, images, losses, network, recipes, weights
 from legacy_nst.errors import UserError
 
-VGG19_LAYERS = network.conv_layers("vgg19")
+VGG19_LAYERS = architecture.conv_layers("vgg19")
 
 
 @functools.lru_cache(maxsize=None)
@@ -132,7 +132,7 @@ def run(build, *arrays):
             return session.run(out)
 
 
-@pytest.mark.parametrize("norm", losses.GRAM_NORMS)
+@pytest.mark.parametrize("norm", recipes.GRAM_NORMS)
 def test_masked_gram_matches_numpy(norm):
     rng = np.random.default_rng(0)
     f, m = rng.normal(size=(1, 5, 7, 4)) * 10, rng.uniform(0, 1, (5, 7))
@@ -140,7 +140,7 @@ def test_masked_gram_matches_numpy(norm):
     np.testing.assert_allclose(got, np_masked_gram(f, m, norm), rtol=1e-5)
 
 
-@pytest.mark.parametrize("norm", losses.GRAM_NORMS)
+@pytest.mark.parametrize("norm", recipes.GRAM_NORMS)
 def test_masked_gram_of_ones_is_the_gram(norm):
     f = np.random.default_rng(1).normal(size=(1, 4, 6, 3))
     got = run(lambda t: (losses.masked_gram(t, np.ones((4, 6)), norm), losses.gram(t, norm)), f)
@@ -188,7 +188,7 @@ def test_layer_masks_have_the_activation_shapes_up_to_block5():
 @pytest.mark.parametrize("layer", ["block1_conv2", "conv2_1", "relu3_4", "block4_conv1", "block5_conv3"])
 def test_simple_masks_are_block_means_of_the_image_mask(layer):
     mask = np.random.default_rng(5).uniform(0, 1, (70, 53)).astype(np.float32)
-    name = network.canonical_layer("vgg19", layer)
+    name = architecture.canonical_layer("vgg19", layer)
     got = losses.layer_masks(mask, "vgg19", [layer])[name]
     factor = 2 ** (int(name[5]) - 1)
     h, w = got.shape
