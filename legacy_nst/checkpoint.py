@@ -28,14 +28,15 @@ def digest(*arrays):
     return h.hexdigest()
 
 
-def fingerprint(recipe, content, styles, blend, init_image, seed, sizes):
+def fingerprint(recipe, content, styles, blend, init_image, seed, sizes, extra=None):
     """What a resumed run must share with the run that made the checkpoint (budgets may grow); the weights'
-    digest is added as "weights" once they are read (`weights_digest`)."""
+    digest is added as "weights" once they are read (`weights_digest`). `extra`: other settings of the job
+    that change the numbers (colour mode, style scales, masks)."""
     algorithm = {k: v for k, v in recipe.algorithm().items() if k not in ("iterations", "size")}
     return json.loads(json.dumps({
         "algorithm": algorithm, "content": digest(content), "styles": [digest(s) for s in styles],
         "blend": [float(w) for w in blend], "init_image": None if init_image is None else digest(init_image),
-        "seed": seed, "sizes": list(sizes)}))
+        "seed": seed, "sizes": list(sizes), **(extra or {})}))
 
 
 def weights_digest(params):
@@ -129,7 +130,8 @@ def load(path):
 
 NAMES = {"algorithm": "the recipe settings", "content": "the content image", "styles": "the style images",
          "blend": "the style blend weights", "init_image": "the init image", "weights": "the weights file",
-         "seed": "the seed", "sizes": "the image sizes (--size / --scales)"}
+         "seed": "the seed", "sizes": "the image sizes (--size / --scales)",
+         "preserve_colors": "--preserve-colors", "style_scales": "--style-scale", "masks": "the style masks"}
 
 
 def check_matches(path, checkpoint, current, shape):

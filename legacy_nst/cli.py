@@ -25,15 +25,16 @@ DEVICES = ("auto", "cpu", "gpu")
 # recipe fields with a flag of their own (argparse dest = field name)
 FLAG_FIELDS = ("network", "pooling", "size", "iterations", "content_layers", "style_layers",
                "style_layer_weights", "content_weight", "style_weight", "tv_weight", "init", "optimizer",
-               "learning_rate")
+               "learning_rate", "lbfgs_memory", "init_noise_blend")
 # flags people bring from jcjohnson/neural-style and anishathalye/neural-style, and what to type here
 HINTS = {
-    "--original-colors": "keep the photo's colours with --preserve-colors post",
-    "--original_colors": "keep the photo's colours with --preserve-colors post",
+    "--original_colors": "keep the photo's colours with --preserve-colors post (or --original-colors)",
+    "--style-scales": "use --style-scale S [S ...] (one value, or one per style)",
+    "--style_scale": "use --style-scale S [S ...]", "--style_mask": "use --style-masks PATH [PATH ...]",
+    "--initial-noiseblend": "use --init-noise-blend F", "--normalize_gradients": "use --normalize-gradients",
+    "--lbfgs_num_correction": "use --lbfgs-memory N", "--preserve-colours": "use --preserve-colors MODE",
     "--width": "use --size N (the long side in pixels; the recipe's own rule, see --show-recipe)",
     "--image-size": "use --size N", "--image_size": "use --size N",
-    "--style-scale": "style scale is not available yet; size the style image yourself",
-    "--style-scales": "style scale is not available yet; size the style image yourself",
     "--num-iterations": "use --iterations N (loss+gradient evaluations)",
     "--num_iterations": "use --iterations N (loss+gradient evaluations)",
     "--print-iterations": "use --print-every N", "--print_iter": "use --print-every N",
@@ -41,8 +42,6 @@ HINTS = {
     "--style_image": "use --style PATH", "--content_image": "use --content PATH",
     "--styles": "use --style PATH [PATH ...]", "--output_image": "use --output PATH",
     "--gpu": "use --device gpu (or cpu)", "--backend": "TensorFlow is the only backend; use --device",
-    "--content-weight-blend": "set per-layer weights: --content-layers A B --set content_layer_weights=0.5,0.5",
-    "--style-layer-weight-exp": "set per-layer weights: --style-layer-weights W1 W2 ...",
     "--initial": "use --init-image PATH", "--init_image": "use --init-image PATH",
 }
 FLAG_ALIASES = {"--print-iter": "--print-every", "--save-iter": "--save-every"}
@@ -134,7 +133,16 @@ def build_parser():
                      help="one or more style images (default: a demo pattern drawn by the project)")
     io_.add_argument("--style-blend-weights", metavar="W", nargs="+", type=_finite_float,
                      help="how much each style counts (one per --style; normalised to sum 1)")
+    io_.add_argument("--style-scale", metavar="S", nargs="+", type=_finite_float,
+                     help="each style's long side as a multiple of the content's (one value, or one per --style)")
+    io_.add_argument("--style-masks", metavar="PATH", nargs="+",
+                     help="one mask per --style (white = paint this style there; Gatys et al. 2017 guided Grams)")
     io_.add_argument("--init-image", metavar="PATH", help="start from this image instead of the recipe's init")
+    io_.add_argument("--preserve-colors", choices=("none", "post", "histogram", "luminance"), default="none",
+                     help="keep the photo's colours: post (jcjohnson's original_colors), histogram (match the "
+                          "style's colours first) or luminance (transfer on luminance only)")
+    io_.add_argument("--original-colors", nargs="?", const="1", choices=("0", "1"),
+                     help="jcjohnson's spelling: 1 is --preserve-colors post")
     out = p.add_argument_group("output")
     out.add_argument("--output", metavar="PATH", default="output.png",
                      help="where the result goes (.png, .jpg, ...; default output.png)")
@@ -173,11 +181,21 @@ def build_parser():
     loss.add_argument("--style-weight", type=_finite_float, metavar="W", help="weight of the style term")
     loss.add_argument("--tv-weight", type=_finite_float, metavar="W",
                       help="weight of the total-variation / denoise term (the recipe must have one: tv_form)")
+    loss.add_argument("--content-weight-blend", type=_finite_float, metavar="B",
+                      help="anish's: the first of two content layers weighs B, the second 1 − B")
+    loss.add_argument("--style-layer-weight-exp", type=_finite_float, metavar="E",
+                      help="anish's: style layer i weighs E^i (normalised to sum 1)")
     opt = p.add_argument_group("optimiser")
     opt.add_argument("--iterations", type=_positive_int, metavar="N",
                      help="loss+gradient evaluations (L-BFGS restarts every lbfgs_maxfun, as the recipe's source)")
     opt.add_argument("--optimizer", choices=recipes.OPTIMIZERS, help="lbfgs, adam or descent")
     opt.add_argument("--learning-rate", type=_finite_float, metavar="LR", help="Adam's rate or descent's step")
+    opt.add_argument("--lbfgs-memory", type=_positive_int, metavar="N",
+                     help="corrections L-BFGS keeps (jcjohnson's -lbfgs_num_correction; scipy's m, default 10)")
+    opt.add_argument("--normalize-gradients", action="store_true",
+                     help="jcjohnson's: each layer term's gradient ÷ its L1 norm, × its weight")
+    opt.add_argument("--init-noise-blend", type=_finite_float, metavar="F",
+                     help="anish's: start from (1 − F) · the init + F · noise")
     opt.add_argument("--init", type=_init, choices=recipes.INITS,
                      help="start from the content, noise (or 'random') or the style")
     opt.add_argument("--seed", type=int, default=0, help="seed for noise inits (default 0)")
@@ -198,7 +216,31 @@ def recipe_overrides(args):
         if not sep:
             raise UserError(f"--set {item!r}: expected FIELD=VALUE")
         overrides[name.strip()] = recipes.parse_field(name.strip(), value.strip())
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    if args.normalize_gradients:
+        overrides["normalize_gradients"] = True
+    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    if args.content_weight_blend is not None or args.style_layer_weight_exp is not None:
+        layers = recipes.override(recipes.get(args.recipe), **overrides)  # the layers the shorthands apply to
+        if args.content_weight_blend is not None:
+            if len(layers.content_layers) != 2:
+                raise UserError(f"--content-weight-blend needs two content layers, the run has "
+                                f"{len(layers.content_layers)}: add --content-layers conv4_2 conv5_2 (anish's)")
+            overrides["content_layer_weights"] = recipes.content_blend_weights(args.content_weight_blend)
+        if args.style_layer_weight_exp is not None:
+            overrides["style_layer_weights"] = recipes.exponent_weights(args.style_layer_weight_exp,
+                                                                        len(layers.style_layers))
+    return overrides
+
+
+def _per_style(values, flag, count, default):
+    """One value per style: none (the default), one for all, or exactly one each."""
+    if values is None:
+        return [default] * count
+    if len(values) == 1:
+        return values * count
+    if len(values) != count:
+        raise UserError(f"{flag} has {len(values)} values for {count} style images; give one, or one per --style")
+    return list(values)
 
 
 def make_job(args):
@@ -208,10 +250,16 @@ def make_job(args):
         raise UserError(f"--style-blend-weights has {len(args.style_blend_weights)} values for "
                         f"{len(styles or [None])} style images; give one per --style")
     blend = args.style_blend_weights or [1.0] * len(styles)
-    job = Job(content=args.content, styles=tuple(Style(path, w) for path, w in zip(styles, blend)),
+    scales = _per_style(args.style_scale, "--style-scale", len(styles), 1.0)
+    if args.style_masks is not None and len(args.style_masks) != len(styles):
+        raise UserError(f"--style-masks has {len(args.style_masks)} paths for {len(styles)} style images; "
+                        "give one per --style")
+    masks = args.style_masks or [None] * len(styles)
+    colours = "post" if args.original_colors == "1" else args.preserve_colors
+    job = Job(content=args.content, styles=tuple(Style(*settings) for settings in zip(styles, blend, scales, masks)),
               recipe=args.recipe, overrides=recipe_overrides(args), seed=args.seed, init_image=args.init_image,
               schedule=args.scales or (), weights=args.weights, device=args.device, resume=args.resume,
-              corrected=args.corrected,
+              corrected=args.corrected, preserve_colors=colours,
               output=Output(args.output, args.overwrite, args.print_every, args.save_every, None, args.grid))
     job.resolved_recipe()  # field problems are reported now, before any file is read
     return job

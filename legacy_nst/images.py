@@ -198,6 +198,15 @@ MASK_EMPTY_BELOW = 0.02
 MASK_ASPECT_SLACK = 0.02  # relative width difference allowed beyond one pixel of rounding
 
 
+def resize_mask(mask, shape):
+    """A float mask (0..1) stretched to (H, W) bilinearly (what load_mask does to the file's pixels)."""
+    h, w = shape
+    if mask.shape == (h, w):
+        return mask
+    return np.asarray(Image.fromarray(np.asarray(mask, np.float32), "F").resize((w, h), Image.Resampling.BILINEAR),
+                      np.float32).clip(0, 1)
+
+
 def load_mask(path, shape):
     """A region mask as float32 (H, W) in 0..1 at `shape` = the content's (H, W): white paints, black not.
 

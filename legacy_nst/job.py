@@ -20,6 +20,8 @@ class Style:
 
     image: object
     weight: float = 1.0  # blend weight of its Gram targets (normalised over the styles to sum 1)
+    scale: float = 1.0  # its long side as a multiple of the sized content's (1: the recipe's own rule)
+    mask: object = None  # a path or (H, W) array, white = paint this style here (Gatys et al. 2017)
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class Job:
     resume: str | None = None  # a checkpoint to continue
     name: str = ""
     corrected: bool = False  # every quirk of the recipe's source switched to the clean behaviour
+    preserve_colors: str = "none"  # none | post (jcjohnson's original_colors) | histogram | luminance
 
     def __post_init__(self):
         styles = tuple(s if isinstance(s, Style) else Style(s) for s in

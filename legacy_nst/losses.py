@@ -8,11 +8,14 @@ Every variant a seed used is a named form, so a recipe picks forms instead of ca
   variation: keras Σ(a + b)^1.25 (seed 003) | l2 Σ dx² + Σ dy² | denoise mean|dy| + mean|dx| (seed 002)
 Targets are fixed arrays computed once; the objective holds them as initialised, non-trainable variables.
 """
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import ndimage
 
 from .architecture import canonical_layer, layer_sequence
 from .errors import UserError
+from .recipes import term_names, term_weights
 from .runtime import tf
 
 ADAPTIVE_EPS = 1e-10
@@ -83,16 +86,26 @@ def _held(name, value):
     return var, {feed: value}
 
 
-def term_names(recipe):
-    """The terms a recipe's objective has, in order: content, style, and tv when it has a TV form."""
-    return ("content", "style") + (("tv",) if recipe.tv_form != "none" else ())
+@dataclass(frozen=True)
+class StyleTarget:
+    """What one style term aims at: its Grams per layer, its share of the style term, and (spatial control)
+    its mask per layer, or None for the whole image."""
+
+    weight: float
+    grams: dict
+    masks: dict | None = None
 
 
-def term_weights(recipe):
-    """{term: weight} as the total applies them (seed 003 multiplies the style sum by its weight twice)."""
-    style_weight = recipe.style_weight**2 if recipe.style_weight_twice else recipe.style_weight
-    weights = {"content": recipe.content_weight, "style": style_weight, "tv": recipe.tv_weight}
-    return {name: weights[name] for name in term_names(recipe)}
+def _normalised_gradient(features, strength):
+    """Identity whose gradient is divided by its L1 norm, then scaled by the term's strength (jcjohnson's
+    -normalize_gradients: each loss module's gradInput ÷ (‖·‖₁ + 1e-8), × strength). The upstream gradient
+    already carries the strength, hence ÷ (‖g‖₁ / strength + 1e-8)."""
+    @tf.custom_gradient
+    def identity(x):
+        def grad(g):
+            return g / (tf.reduce_sum(tf.abs(g)) / strength + 1e-8)
+        return tf.identity(x), grad
+    return identity(features) if strength else features
 
 
 class Objective:
@@ -100,7 +113,9 @@ class Objective:
 
     `terms` is a vector in the order of `names`. `adjust` is 1 unless the recipe uses seed 002's adaptive
     weights, where it defaults to 1 / (stop_gradient(term) + 1e-10) from the current image; an optimiser
-    that needs a fixed objective (L-BFGS between restarts) feeds `adjust` instead.
+    that needs a fixed objective (L-BFGS between restarts) feeds `adjust` instead. `style_targets` is a list
+    of StyleTarget: one with blended Grams for unmasked styles (every source's multi-style blend), one per
+    style with guided Grams (Gatys et al. 2017) when styles have masks.
     """
 
     def __init__(self, vgg, image, recipe, content_targets, style_targets):
@@ -109,17 +124,25 @@ class Objective:
         self._targets, self._init_feeds = [], {}
         self.names = term_names(recipe)
         self.weights = term_weights(recipe)
+
+        def layer_input(layer, strength):
+            return _normalised_gradient(features[layer], strength) if recipe.normalize_gradients else features[layer]
+
         content = tf.constant(0.0)
         for layer, weight in zip(recipe.content_layers, layer_weights(recipe.content_layers, recipe.content_layer_weights)):
             target = self._hold(f"content_{layer}", content_targets[layer])
-            content += weight * squared_error(features[layer], target, recipe.content_form)
+            f = layer_input(layer, self.weights["content"] * weight)
+            content += weight * squared_error(f, target, recipe.content_form)
         style = tf.constant(0.0)
-        for layer, weight in zip(recipe.style_layers, layer_weights(recipe.style_layers, recipe.style_layer_weights)):
-            target = self._hold(f"gram_{layer}", style_targets[layer])
-            norm = style_norm_factor(recipe.style_norm, tuple(features[layer].shape.as_list()), image_shape,
-                                     recipe.style_norm_size)
-            error = squared_error(gram(features[layer], recipe.gram_norm), target, recipe.style_form)
-            style += (weight * norm) * error
+        for k, aim in enumerate(style_targets):
+            for layer, weight in zip(recipe.style_layers, layer_weights(recipe.style_layers, recipe.style_layer_weights)):
+                target = self._hold(f"gram_{k}_{layer}", aim.grams[layer])
+                norm = style_norm_factor(recipe.style_norm, tuple(features[layer].shape.as_list()), image_shape,
+                                         recipe.style_norm_size)
+                f = layer_input(layer, self.weights["style"] * aim.weight * weight)
+                guided = (gram(f, recipe.gram_norm) if aim.masks is None
+                          else masked_gram(f, self._hold(f"mask_{k}_{layer}", aim.masks[layer]), recipe.gram_norm))
+                style += (aim.weight * weight * norm) * squared_error(guided, target, recipe.style_form)
         terms = {"content": content, "style": style}
         if "tv" in self.names:
             terms["tv"] = total_variation(image, recipe.tv_form)
@@ -164,7 +187,6 @@ def masked_gram(features, mask, norm):
     return g
 
 
-MASK_MODES = ("simple", "inside")
 MASK_THRESHOLD = 0.5  # "inside" makes a soft mask binary here first, as the authors' code (th = .5)
 
 
@@ -187,6 +209,8 @@ def layer_masks(mask, network, layers, mode="simple"):
     one position (zero padding beyond the image border counts as inside: it carries no outside pixels), each
     pool keeps a cell only if all four inputs are kept. Max and average pooling see the same window, so the
     network's pooling does not matter. A mask that "inside" erodes to nothing at some layer is refused."""
+    from .recipes import MASK_MODES
+
     if mode not in MASK_MODES:
         raise UserError(f"unknown mask mode {mode!r}; use {' or '.join(MASK_MODES)}")
     wanted = {canonical_layer(network, name) for name in layers}

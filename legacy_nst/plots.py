@@ -31,13 +31,14 @@ def _running_evaluations(rows):
     return np.array(xs, np.float64), starts
 
 
-def save_loss_plot(rows, term_names, weights, path, title="Loss per evaluation"):
-    """Write the loss plot of `rows` to `path` (PNG, atomically) and return the legend labels.
+def loss_plot(rows, term_names, weights, title="Loss per evaluation"):
+    """(writer, legend labels): writer(path) draws the loss plot of a run's history `rows` as a PNG.
 
-    rows: per-evaluation dicts with 'evaluations', 'total' and each term's raw value; weights: {term: weight}
-    (a term's weighted curve is weight × raw). Each term is drawn raw (dashed) and weighted (solid) in one
-    colour, the total solid black. matplotlib is imported here, not at package import (it costs about a
-    second), and used through its object API with the Agg canvas, so no pyplot state or display is touched."""
+    rows: the run's per-evaluation dicts ('evaluations', 'total', '<term>_raw', '<term>_weighted');
+    weights: {term: weight} for the legend. Each term is drawn raw (dashed) and as weighted into the total
+    (solid, the row's own value, so seed 002's adaptive factors show) in one colour, the total solid black.
+    matplotlib is imported here, not at package import (it costs about a second), and used through its
+    object API with the Agg canvas, so no pyplot state or display is touched."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -53,17 +54,24 @@ def save_loss_plot(rows, term_names, weights, path, title="Loss per evaluation")
         ax.axvline(x[start] - 0.5, color="grey", linestyle=":", linewidth=1)
     x = np.insert(x, starts, np.nan)
     for i, term in enumerate(term_names):
-        raw = _floats(row[term] for row in rows)
         colour = f"C{i}"
-        ax.plot(x, curve(weights[term] * raw), color=colour, label=f"{term} × {weights[term]:g}")
-        ax.plot(x, curve(raw), color=colour, linestyle="--", label=f"{term} (raw)")
-    ax.plot(x, curve(_floats(row["total"] for row in rows)), color="black", linewidth=2, label="total")
+        ax.plot(x, curve(_floats(row.get(f"{term}_weighted") for row in rows)), color=colour,
+                label=f"{term} × {weights[term]:g}")
+        ax.plot(x, curve(_floats(row.get(f"{term}_raw") for row in rows)), color=colour, linestyle="--",
+                label=f"{term} (raw)")
+    ax.plot(x, curve(_floats(row.get("total") for row in rows)), color="black", linewidth=2, label="total")
     ax.set_yscale("log")  # after plotting: nothing positive at all leaves matplotlib's default limits
     ax.set_xlabel("evaluations")
     ax.set_ylabel("loss")
     ax.set_title(title)
     ax.grid(True, which="major", alpha=0.3)
     legend = ax.legend(loc="best", fontsize="small")
+    return (lambda path: fig.savefig(path, format="png")), [text.get_text() for text in legend.get_texts()]
+
+
+def save_loss_plot(rows, term_names, weights, path, title="Loss per evaluation"):
+    """The loss plot written to `path` atomically; returns the legend labels."""
+    writer, labels = loss_plot(rows, term_names, weights, title)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    return [text.get_text() for text in legend.get_texts()]
+        writer(tmp)
+    return labels

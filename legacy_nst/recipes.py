@@ -26,6 +26,7 @@ OPTIMIZERS = ("lbfgs", "adam", "descent")
 DESCENT_NORMS = ("std", "rms")
 INITS = ("content", "noise", "style")
 SAVE_CASTS = ("round", "truncate", "unit-truncate")
+MASK_MODES = ("simple", "inside")
 NOISES = ("uniform", "uniform+128", "gaussian")
 RESULT_IMAGES = ("best", "last")
 NOTE_FIELDS = ("name", "source", "quirks")
@@ -59,6 +60,8 @@ class Recipe:
     tv_weight: float = 0.0
     style_weight_twice: bool = False
     adaptive_weights: bool = False  # seed 002: each term × 1/(its loss + 1e-10)
+    normalize_gradients: bool = False  # jcjohnson's: each layer term's gradient ÷ its L1 norm, × its weight
+    mask_mode: str = "simple"  # style masks carried down to each layer: simple (2×2 means) | inside (eroded)
     # optimiser: `iterations` counts loss+gradient evaluations (an Adam or descent step is one evaluation)
     optimizer: str = "lbfgs"
     iterations: int = 200
@@ -76,6 +79,7 @@ class Recipe:
     # start and result
     init: str = "content"
     noise: str = "uniform"  # uniform: U[0,1) in preprocessed space; uniform+128: seed 002; gaussian: N(0, 1e-3)
+    init_noise_blend: float = 0.0  # anish's --initial-noiseblend: (1 − b) · start + b · noise (σ = 0.1 std)
     result_image: str = "last"  # the lowest-loss image, or the optimiser's last (after its final update)
     # the sources' quirks (docs/quirks.md): each default here is the corrected behaviour, each source recipe
     # sets its own code's; `corrected(recipe)` switches them all back (CLI --corrected)
@@ -97,7 +101,7 @@ class Recipe:
                    "style_norm": STYLE_NORMS, "tv_form": TV_FORMS,
                    "optimizer": OPTIMIZERS, "descent_norm": DESCENT_NORMS,
                    "init": INITS, "noise": NOISES, "result_image": RESULT_IMAGES,
-                   "save_cast": SAVE_CASTS}
+                   "save_cast": SAVE_CASTS, "mask_mode": MASK_MODES}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"{name} {getattr(self, name)!r} is not one of: {', '.join(allowed)}")
@@ -120,6 +124,8 @@ class Recipe:
                             "variation term; also set tv_form=l2 (jcjohnson's), keras or denoise")
         if self.style_norm_size and (len(self.style_norm_size) != 2 or min(self.style_norm_size) < 1):
             raise UserError(f"style_norm_size must be H,W (or empty for the photo's), got {self.style_norm_size}")
+        if not 0 <= self.init_noise_blend <= 1:
+            raise UserError(f"init_noise_blend must be between 0 and 1, got {self.init_noise_blend}")
         for name in ("beta1", "beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise UserError(f"{name} must be at least 0 and below 1, got {getattr(self, name)}")
@@ -307,6 +313,33 @@ def parse_field(name, text):
         return _parse_scalar(kind, text)
     except ValueError:
         raise UserError(f"{name}={text!r}: expected {_describe(kind)}") from None
+
+
+def term_names(recipe):
+    """The terms a recipe's objective has, in order: content, style, and tv when it has a TV form."""
+    return ("content", "style") + (("tv",) if recipe.tv_form != "none" else ())
+
+
+def term_weights(recipe):
+    """{term: weight} as the total applies them (seed 003 multiplies the style sum by its weight twice)."""
+    style_weight = recipe.style_weight**2 if recipe.style_weight_twice else recipe.style_weight
+    weights = {"content": recipe.content_weight, "style": style_weight, "tv": recipe.tv_weight}
+    return {name: weights[name] for name in term_names(recipe)}
+
+
+def content_blend_weights(beta):
+    """anish's --content-weight-blend β: the first content layer weighs β, the second 1 − β."""
+    if not 0 <= beta <= 1:
+        raise UserError(f"--content-weight-blend {beta}: must be between 0 and 1")
+    return (beta, 1.0 - beta)
+
+
+def exponent_weights(exponent, count):
+    """anish's --style-layer-weight-exp e: layer i weighs e^i, normalised to sum 1 (1: equal weights)."""
+    if exponent <= 0:
+        raise UserError(f"--style-layer-weight-exp {exponent}: must be positive")
+    raw = [exponent**i for i in range(count)]
+    return tuple(w / sum(raw) for w in raw)
 
 
 def override(recipe, **changes):

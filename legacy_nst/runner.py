@@ -16,10 +16,11 @@ import time
 import numpy as np
 
 from . import checkpoint as checkpoints
-from . import images, weights
+from . import colour, images, plots, weights
 from .errors import UserError, WriteError
 from .events import Evaluation, IterationFinished, LevelFinished, LevelStarted, Result, Saved
 from .history import Tracker, history_row, log_text
+from .recipes import term_weights
 from .outputs import OutputPaths
 from .reporting import grid_image
 from .sizing import check_sizes, size_images, sized_shapes
@@ -49,6 +50,9 @@ class Plan:
     params: dict
     fingerprint: dict
     resume: checkpoints.Checkpoint | None
+    original_content: np.ndarray  # before a colour mode changed it: the colours put back
+    style_scales: list
+    masks: list | None  # one (H, W) mask (or None) per style at the content's size, None without masks
 
 
 def _load_image(image, what):
@@ -71,7 +75,7 @@ def _inputs(job, level_sizes):
 
 
 def _paths_of(job):
-    paths = [job.content, job.init_image, job.resume] + [s.image for s in job.styles]
+    paths = [job.content, job.init_image, job.resume] + [p for s in job.styles for p in (s.image, s.mask)]
     return [str(p) for p in paths if p is not None and not isinstance(p, np.ndarray)]
 
 
@@ -89,6 +93,15 @@ def prepare(job):
     blend = [s.weight for s in job.styles] or [1.0]
     if any(not math.isfinite(w) or w < 0 for w in blend) or sum(blend) <= 0:
         raise UserError("--style-blend-weights must be finite and non-negative with a positive sum")
+    if job.preserve_colors not in colour.MODES:
+        raise UserError(f"--preserve-colors {job.preserve_colors!r} is not one of: {', '.join(colour.MODES)}")
+    scales = [s.scale for s in job.styles] or [1.0]
+    if any(not math.isfinite(x) or x <= 0 for x in scales):
+        raise UserError(f"--style-scale must be positive numbers, got {scales}")
+    masked = any(s.mask is not None for s in job.styles)
+    if masked and recipe.gram_norm == "raw":
+        raise UserError(f"--style-masks need a normalised Gram (recipe {recipe.name} uses raw FᵀF, which compares "
+                        "a region's sum with a whole image's): add --set gram_norm=elements")
     levels = job.levels(recipe)
     paths = OutputPaths(output.path) if output.path else None
     resuming_own = bool(paths and job.resume and _same_file(job.resume, paths.checkpoint))
@@ -102,9 +115,17 @@ def prepare(job):
             series["scale"] = max(level.size for level in levels)
         paths.check(_paths_of(job), output.overwrite, resuming_own, series)
     content, styles = _inputs(job, [level.size for level in levels])
+    masks = [_load_mask(s.mask, content.shape[:2]) for s in job.styles] if masked else None
     init_image = None if job.init_image is None else _load_image(job.init_image, "init")
+    original_content = content
+    if job.preserve_colors == "histogram":  # Gatys et al. 2016: the style recoloured to the content's colours
+        styles = [colour.match_colour_histogram(style, content) for style in styles]
+    elif job.preserve_colors == "luminance":  # ... or the transfer on luminance alone
+        styles = [colour.luminance_inputs(content, style)[1] for style in styles]
+        content = colour.luminance_inputs(content, content)[0]
     for level in levels:
-        check_sizes(dataclasses.replace(recipe, size=level.size), content.shape, [s.shape for s in styles])
+        check_sizes(dataclasses.replace(recipe, size=level.size), content.shape, [s.shape for s in styles],
+                    scales)
     from .transfer import check_device  # TensorFlow: imported once the inputs are known to be good
 
     check_device(job.device)
@@ -113,17 +134,29 @@ def prepare(job):
         raise UserError(f"--resume {job.resume}: made for level {resume.level + 1} of a schedule, "
                         f"this run has {len(levels)}; give the same --scales")
     inputs = checkpoints.fingerprint(recipe, content, styles, blend, init_image, job.seed,
-                                     [level.size for level in levels])
+                                     [level.size for level in levels],
+                                     {"preserve_colors": job.preserve_colors, "style_scales": scales,
+                                      "masks": [None if m is None else checkpoints.digest(m) for m in masks or []]})
     if resume is not None:  # everything but the weights is compared before the weights are read
         scaled = dataclasses.replace(recipe, size=levels[resume.level].size)
-        shape, _ = sized_shapes(scaled, content.shape, [s.shape for s in styles])
+        shape, _ = sized_shapes(scaled, content.shape, [s.shape for s in styles], scales)
         checkpoints.check_matches(job.resume, resume, inputs, shape)
     params = weights.load_weights(weights.resolve(recipe.network, job.weights), recipe.network, recipe.layers)
     fingerprint = dict(inputs, weights=checkpoints.weights_digest(params))
     if resume is not None:
         checkpoints.check_matches(job.resume, resume, fingerprint, shape)
     return Plan(job, recipe, output, paths, content, styles, blend, init_image, levels, params, fingerprint,
-                resume)
+                resume, original_content, scales, masks)
+
+
+def _load_mask(mask, shape):
+    if mask is None:
+        return None
+    if isinstance(mask, np.ndarray):
+        if mask.ndim != 2 or not np.isfinite(mask).all() or mask.max() <= 0:
+            raise UserError(f"a style mask array must be finite (H, W) with some positive value, got {mask.shape}")
+        return images.resize_mask(np.clip(mask, 0, 1).astype(np.float32), shape)
+    return images.load_mask(str(mask), shape)
 
 
 def _same_file(a, b):
@@ -154,15 +187,25 @@ class _Execution:
         self.previous = None  # the last finished level's result
         self.evaluations = 0
         self.term_names = resume.term_names if resume else ()
+        self.term_weights = term_weights(plan.recipe)
 
     def _saved(self, kind, path):
         self.files[kind] = path
         self.emit(Saved(kind, path))
 
+    def _present(self, image):
+        """The image as the user sees it: with the content's colours put back for --preserve-colors post
+        and luminance (the optimisation itself, and the next level's start, stay as they are)."""
+        mode = self.plan.job.preserve_colors
+        if image is None or mode not in ("post", "luminance"):
+            return image
+        restore = colour.preserve_colours_post if mode == "post" else colour.recombine_luminance
+        return restore(image, self.plan.original_content)
+
     def _write_image(self, kind, path, image):
         """Saved as the recipe's source saved its images (save_cast, deprocess_channel_slip)."""
         recipe = self.plan.recipe
-        encoded = images.to_uint8(image, recipe.save_cast, recipe.deprocess_channel_slip)
+        encoded = images.to_uint8(self._present(image), recipe.save_cast, recipe.deprocess_channel_slip)
         self._saved(kind, self.plan.paths.write_image(path, encoded))
 
     def run(self):
@@ -188,17 +231,20 @@ class _Execution:
         tracker = self.tracker
         image = self.previous if stopped == "finished" else None
         best = tracker.best_image if tracker and tracker.best_image is not None else self.previous
-        return Result(recipe=plan.recipe, image=image if image is not None else best, best_image=best,
+        image, best = self._present(image if image is not None else best), self._present(best)
+        return Result(recipe=plan.recipe, image=image, best_image=best,
                       best_total=tracker.best_total if tracker else math.inf, history=self.rows,
                       evaluations=self.evaluations, seconds=time.perf_counter() - start, stopped=stopped,
                       term_names=self.term_names, message=message, files=self.files)
 
     def _level(self, k, level):
-        from .transfer import Transfer
+        from .transfer import Transfer, blend_noise, initial_image
 
         plan, output = self.plan, self.plan.output
         recipe = dataclasses.replace(plan.recipe, size=level.size, iterations=level.iterations)
-        content, styles = size_images(recipe, plan.content, plan.styles)
+        content, styles = size_images(recipe, plan.content, plan.styles, plan.style_scales)
+        masks = None if plan.masks is None else [None if m is None else images.resize_mask(m, content.shape[:2])
+                                                 for m in plan.masks]
         state = plan.resume.state if plan.resume is not None and k == plan.resume.level else None
         if state is not None:
             init = state["image"]
@@ -208,15 +254,18 @@ class _Execution:
             init = images.resize(plan.init_image, content.shape[:2], "lanczos").astype(np.float64)
         else:
             init = None
+        if k == 0 and state is None and recipe.init_noise_blend:
+            start = init if init is not None else initial_image(recipe, content, styles, plan.job.seed)
+            init = blend_noise(recipe, start, content, plan.job.seed)
         rows, cols = output.grid or (0, 0)
         self.tracker = tracker = Tracker(recipe, grid_cells=rows * cols)
         if state is not None:
             tracker.restore(plan.resume.tracker_meta, plan.resume.tracker_arrays)
         size_label = level.size if level.size is not None else f"{content.shape[1]}x{content.shape[0]}"
         with Transfer(recipe, content, styles, plan.params, blend=plan.blend, seed=plan.job.seed,
-                      device=plan.job.device, init_image=init) as transfer:
+                      device=plan.job.device, init_image=init, masks=masks) as transfer:
             self.term_names = transfer.term_names
-            weights_ = transfer.term_weights
+            self.term_weights = weights_ = transfer.term_weights
             self.emit(LevelStarted(k, len(plan.levels), content.shape[:2], recipe.iterations,
                                    transfer.term_names, dict(weights_)))
 
@@ -269,6 +318,10 @@ class _Execution:
         """The loss log and the settings, written whether the run finished or not."""
         paths = self.plan.paths
         self._saved("log", paths.write_text(paths.log, log_text(self.rows, self.term_names)))
+        if self.rows:
+            writer, _ = plots.loss_plot(self.rows, self.term_names, self.term_weights,
+                                        title=f"{self.plan.recipe.name}: loss per evaluation")
+            self._saved("plot", paths.write_with(paths.plot, writer))
         self._saved("settings", paths.write_text(paths.settings, json.dumps(self._settings(), indent=1)))
 
     def _settings(self):
@@ -293,7 +346,7 @@ class _Execution:
         self._write_image("result", plan.paths.result, self.previous)
         rows, cols = plan.output.grid or (0, 0)
         recipe = plan.recipe
-        tiles = [(label, images.to_uint8(image, recipe.save_cast, recipe.deprocess_channel_slip))
+        tiles = [(label, images.to_uint8(self._present(image), recipe.save_cast, recipe.deprocess_channel_slip))
                  for label, image in self.tracker.snapshots]
         sheet = grid_image(tiles, rows, cols) if rows else None
         if sheet is not None:

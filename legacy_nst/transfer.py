@@ -9,7 +9,7 @@ import numpy as np
 from . import images
 from .architecture import CAFFE_MEAN_BGR, layer_depth
 from .errors import UserError
-from .losses import Objective, gram
+from .losses import Objective, StyleTarget, gram, layer_masks
 from .network import VGG
 from .optimisers import OPTIMIZER_CLASSES
 from .runtime import tf
@@ -32,6 +32,17 @@ def initial_image(recipe, content, styles, seed):
     return mean_rgb + rng.normal(0.0, 1e-3, content.shape)  # small Gaussian around the mean (jcjohnson)
 
 
+def blend_noise(recipe, image, content, seed):
+    """anish's --initial-noiseblend: (1 − b) · image + b · noise, the noise N(0, (0.1 · std(content))²) around
+    the ImageNet mean (his is around 0 in the preprocessed space)."""
+    b = recipe.init_noise_blend
+    if not b:
+        return image
+    rng = np.random.default_rng([seed, 1])
+    noise = CAFFE_MEAN_BGR[::-1].astype(np.float64) + rng.normal(0.0, 0.1 * float(np.std(content)), image.shape)
+    return (1 - b) * image + b * noise
+
+
 def check_device(device):
     if device not in DEVICES:
         raise UserError(f"unknown device {device!r}; use auto, cpu or gpu")
@@ -52,7 +63,10 @@ def session_config(device):
 class Transfer:
     """One run's graph, session and optimiser. Targets are computed here, once, then held fixed."""
 
-    def __init__(self, recipe, content, styles, params, blend=None, seed=0, device="auto", init_image=None):
+    def __init__(self, recipe, content, styles, params, blend=None, seed=0, device="auto", init_image=None,
+                 masks=None):
+        """`masks`: None, or one (H, W) mask per style at the content's size (None for an unmasked style):
+        each masked style then gets its own guided-Gram term instead of the blend."""
         self.recipe = recipe
         self.content, self.styles = content, styles
         blend = np.asarray(blend if blend is not None else [1.0] * len(styles), np.float64)
@@ -68,10 +82,15 @@ class Transfer:
             self.session = tf.compat.v1.Session(graph=self.graph, config=session_config(device))
             content_targets = self.session.run({l: probe_features[l][0:1] for l in recipe.content_layers},
                                                {probe: content[None]})
-            style_targets = {layer: 0.0 for layer in recipe.style_layers}
-            for weight, style in zip(blend, styles):
-                for layer, value in self.session.run(grams, {probe: style[None]}).items():
-                    style_targets[layer] = style_targets[layer] + weight * value
+            style_grams = [self.session.run(grams, {probe: style[None]}) for style in styles]
+            if masks is None:  # the sources' blend: one target, the weighted sum of the styles' Grams
+                style_targets = [StyleTarget(1.0, {layer: sum(w * g[layer] for w, g in zip(blend, style_grams))
+                                                   for layer in recipe.style_layers})]
+            else:
+                full = np.ones(content.shape[:2], np.float32)
+                style_targets = [StyleTarget(w, g, layer_masks(full if m is None else m, recipe.network,
+                                                                recipe.style_layers, recipe.mask_mode))
+                                 for w, g, m in zip(blend, style_grams, masks)]
             self.optimiser = OPTIMIZER_CLASSES[recipe.optimizer](recipe, x0)
             self.objective = Objective(vgg, self.optimiser.image, recipe, content_targets, style_targets)
             self.objective.initialise(self.session)

@@ -239,7 +239,7 @@ def stripes(side, horizontal):
     return np.broadcast_to(image, (side, side, 3))
 
 
-@pytest.mark.parametrize("mode", losses.MASK_MODES)
+@pytest.mark.parametrize("mode", recipes.MASK_MODES)
 def test_guided_grams_separate_two_styles(real_weights, mode):
     """Left half horizontal stripes (style A), right half vertical (style B): the left-masked Grams match
     A's own Grams and the right-masked ones B's, far better than the swapped assignment. Measured relative

@@ -16,7 +16,9 @@ def fake_rows(n=40, start=0):
     for i in range(n):
         terms = {"content": 1e6 * (1 - math.exp(-i / 10)), "style": 1e5 * math.exp(-i / 8) + 10, "tv": 3e3 + 50 * i}
         total = sum(WEIGHTS[t] * v for t, v in terms.items())
-        rows.append({"size": 64, "iteration": i, "evaluations": start + i + 1, "total": total, **terms})
+        rows.append({"size": 64, "iteration": i, "evaluations": start + i + 1, "total": total,
+                     **{f"{t}_raw": v for t, v in terms.items()},
+                     **{f"{t}_weighted": WEIGHTS[t] * v for t, v in terms.items()}})
     return rows
 
 
@@ -40,8 +42,8 @@ def test_non_positive_and_missing_values_are_masked(tmp_path):
     """The content term starts at 0, tv is switched off (0 throughout), one total is NaN and one None."""
     rows = fake_rows()
     for row in rows:
-        row["tv"] = 0.0
-    rows[3]["total"], rows[4]["total"], rows[5]["style"] = float("nan"), None, -1.0
+        row["tv_raw"] = row["tv_weighted"] = 0.0
+    rows[3]["total"], rows[4]["total"], rows[5]["style_raw"] = float("nan"), None, -1.0
     labels = plots.save_loss_plot(rows, TERMS, WEIGHTS, str(tmp_path / "loss.png"))
     assert labels == expected_labels()
     with Image.open(tmp_path / "loss.png") as img:
@@ -49,7 +51,8 @@ def test_non_positive_and_missing_values_are_masked(tmp_path):
 
 
 def test_nothing_positive_at_all_still_plots(tmp_path):
-    rows = [{"evaluations": i, "total": 0.0, "content": 0.0, "style": 0.0, "tv": 0.0} for i in range(5)]
+    rows = [{"evaluations": i, "total": 0.0, **{f"{t}_{kind}": 0.0 for t in TERMS for kind in ("raw", "weighted")}}
+            for i in range(5)]
     assert plots.save_loss_plot(rows, TERMS, WEIGHTS, str(tmp_path / "loss.png")) == expected_labels()
     assert (tmp_path / "loss.png").stat().st_size > 0
 
