@@ -74,7 +74,7 @@ REDUCED = {
     "preview": (dict(size=256), "256 px (320)"),
     "tf-eager-blog": (dict(size=256, iterations=150), "256 px (512), 150 Adam steps (1000)"),
     "hvass-vgg16": (dict(), "224 px, 60 steps (as the source)"),
-    "keras-lbfgs": (dict(size=192, iterations=120), "192 rows (400), 8 x 15 evals (10 x 15)"),
+    "keras-lbfgs": (dict(size=192, iterations=120), "192 rows (400), 8 x 15 evals (20 x 15)"),
     # 1500 steps of 0.01 -> 150 of 0.1: the same path length; seed 004's native size -> long side 256
     "keras-gd-noise": (dict(size=256, size_mode="long-side", iterations=150, learning_rate=0.1),
                        "long side 256 (native), 150 steps of 0.1 (1500 of 0.01, same path)"),
@@ -94,6 +94,13 @@ ADJUSTED = {
 }
 
 
+# Recipes whose --corrected run differs visibly from the faithful one (docs/quirks.md): shown beside it.
+CORRECTED_SHOWN = {
+    "hvass-vgg16": "--corrected: adaptive factors of the current step (the post's lag off), rounding",
+    "keras-gd-noise": "--corrected: no channel slip, the photo's own size in the style norm, rounding",
+}
+
+
 @dataclasses.dataclass
 class Plan:
     name: str
@@ -103,18 +110,20 @@ class Plan:
     settings: str
     pair: str
     note: str = ""
-    adjusted: str = ""  # label line of an ADJUSTED run
+    adjusted: str = ""  # label line of an ADJUSTED or --corrected run
     why: str = ""
+    corrected: bool = False
 
     @property
     def recipe(self):
-        return recipes.override(recipes.get(self.name), **self.overrides)
+        base = recipes.get(self.name)
+        return recipes.override(recipes.corrected(base) if self.corrected else base, **self.overrides)
 
     def job(self, images_dir, seed):
         content_file, style_file, _ = PAIRS[self.pair]
         return Job(content=str(images_dir / content_file), styles=[str(images_dir / style_file)],
                    recipe=self.name, overrides=self.overrides, weights=str(self.weights_path), seed=seed,
-                   device="cpu", name=self.name)
+                   device="cpu", name=self.name, corrected=self.corrected)
 
 
 def plan_runs(weights_dir, partial, settings, only, forced):
@@ -149,6 +158,8 @@ def plan_runs(weights_dir, partial, settings, only, forced):
             plans.append(dataclasses.replace(
                 plan, overrides={**changes, **extra, **forced}, adjusted=line, why=why,
                 settings=adjusted_settings if settings == "reduced" and not forced else what))
+        if name in CORRECTED_SHOWN:
+            plans.append(dataclasses.replace(plan, corrected=True, adjusted=CORRECTED_SHOWN[name]))
     for plan in plans:  # every override checked now (UserError naming the field), not after minutes of runs
         _ = plan.recipe
     return plans, skipped
@@ -215,7 +226,7 @@ def main(argv=None):
         print(f"{plan.name:15} {'adjusted' if plan.adjusted else plan.variant:15} {image.shape[1]}x{image.shape[0]} "
               f"total {final['total']:.4g} (content {terms['content']:.4g}, style {terms['style']:.4g}, "
               f"tv {terms['tv']:.4g}) {result.evaluations} evals {result.seconds:.0f} s", flush=True)
-        tiles.append((label_for(plan), image))
+        tiles.append((label_for(plan), images.to_uint8(image, r.save_cast, r.deprocess_channel_slip)))  # as saved
         rows.append([plan.name, "; ".join(filter(None, [plan.variant, plan.note, plan.adjusted])),
                      PAIRS[plan.pair][2], f"{r.network}, content {', '.join(r.content_layers)}; style "
                      f"{', '.join(l.replace('block', 'b').replace('_conv', 'c') for l in r.style_layers)}",
