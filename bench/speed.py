@@ -113,12 +113,12 @@ def deepest_layer(recipe):
 # ---------------------------------------------------------------------------------------- formulations
 
 class Engine:
-    def __init__(self, recipe, h5, content, style):
+    def __init__(self, recipe, h5, content, style, device="cpu"):
         from legacy_nst import weights
         from legacy_nst.transfer import Transfer
 
         params = weights.load_weights(h5, recipe.network, recipe.layers)
-        self.transfer = Transfer(recipe, content, [style], params, device="cpu")
+        self.transfer = Transfer(recipe, content, [style], params, device=device)
         self.evaluator = self.transfer.optimiser.evaluator
         self.x = content.astype(np.float64).ravel()  # what scipy's fmin_l_bfgs_b hands the Evaluator
 
@@ -622,9 +622,14 @@ def main(argv=None):
     p.add_argument("--weights-seed", type=int, default=0)
     p.add_argument("--json", default=str(ROOT / "bench" / "results" / "speed.json"))
     p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                   help="gpu: the engine alone on the GPU (plain Conv2D), seconds per evaluation and peak GPU "
+                        "memory at --sizes (default there 512,1024,2048), and whether TF32 changes the numbers")
     args = p.parse_args(argv)
     if args.child:
         return child(json.loads(args.child))
+    if args.device == "gpu":
+        return gpu_table(args)
     args.formulations = [f.strip() for f in args.formulations.split(",") if f.strip()]
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
 
@@ -663,6 +668,52 @@ def main(argv=None):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1))
     print(f"\nwrote {path}")
+
+
+def gpu_table(args):
+    """The engine on the GPU: median seconds per evaluation (loss + gradient, one session.run) and TensorFlow's
+    peak GPU memory per size, and the relative change of the loss with TF32 off. Target (issue 13): ≤ 6 ms
+    per evaluation at 512 px on one H100, VGG19 to block5_conv2 (tf-eager-blog's losses)."""
+    from legacy_nst.runtime import tf
+
+    if not tf.config.list_physical_devices("GPU"):
+        print("--device gpu: TensorFlow sees no GPU on this machine", file=sys.stderr)
+        return 2
+    sizes = [int(s) for s in (args.sizes if args.sizes != "256,512" else "512,1024,2048").split(",")]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="nst-speed-gpu-") as tmp:
+        h5 = write_weights(tmp, args.weights_seed)
+        for size in sizes:
+            recipe = engine_recipe(args.recipe, size)
+            content, style = test_images(size)
+            tf.config.experimental.reset_memory_stats("GPU:0")
+            losses = {}
+            for tf32 in (True, False):
+                tf.config.experimental.enable_tensor_float_32_execution(tf32)
+                engine = Engine(recipe, h5, content, style, device="gpu")
+                try:
+                    for _ in range(args.warmup + 1):
+                        losses[tf32] = engine()
+                    times = []
+                    for _ in range(max(args.rounds, 5) * 4 if tf32 else 1):
+                        start = time.perf_counter()
+                        engine()
+                        times.append(time.perf_counter() - start)
+                finally:
+                    engine.close()
+                if tf32:
+                    seconds, peak = float(np.median(times)), tf.config.experimental.get_memory_info("GPU:0")["peak"]
+            change = abs(losses[True] - losses[False]) / abs(losses[False])
+            rows.append({"size": size, "seconds": seconds, "peak_bytes": peak, "tf32_relative_change": change})
+            print(f"{size:5d} px: {seconds * 1000:8.2f} ms/evaluation, peak GPU memory {peak / 2**30:6.2f} GiB, "
+                  f"loss with TF32 vs without: {change:.2e} relative", flush=True)
+    gpu = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0])
+    out = {"device": gpu, "recipe": args.recipe, "rows": rows}
+    path = Path(args.json).with_name("speed_gpu.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1))
+    print(f"{gpu.get('device_name', 'GPU')}; wrote {path}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -69,23 +69,39 @@ def _conv3x3(x, kernel, flipped):
     return conv(x, kernel, flipped)
 
 
-class VGG:
-    """The conv stack up to `deepest`, its weights held once (see _lazy_weight) and shared by every call."""
+CONVS = ("transposed", "plain")
 
-    def __init__(self, network, params, deepest, pooling="max"):
+
+def default_conv(device):
+    """The faster convolution where the graph runs: oneDNN's workaround on a CPU, plain Conv2D (cuDNN, which
+    picks its own algorithms and layouts, TF32 on Ampere and later where TensorFlow enables it) on a GPU."""
+    on_gpu = device != "cpu" and bool(tf.config.list_physical_devices("GPU"))
+    return "plain" if on_gpu else "transposed"
+
+
+class VGG:
+    """The conv stack up to `deepest`, its weights held once (see _lazy_weight) and shared by every call.
+
+    conv="transposed" is the CPU path (_conv3x3's oneDNN workaround, a second, flipped copy of each kernel);
+    "plain" is tf.nn.conv2d, for GPUs. Both compute the same sums (tests/test_network.py)."""
+
+    def __init__(self, network, params, deepest, pooling="max", conv="transposed"):
         if pooling not in POOLINGS:
             raise UserError(f"unknown pooling {pooling!r}; use max or avg")
+        if conv not in CONVS:
+            raise ValueError(f"unknown convolution {conv!r}")
         names = conv_layers(network)
         self.layers = names[: names.index(deepest) + 1]
-        self.pooling = pooling
+        self.pooling, self.conv = pooling, conv
         self._params = {}
         for name in self.layers:
             kernel, bias = params[name]
             if name == names[0]:
                 # The caffe preprocessing's RGB->BGR swap, folded into the first kernel's input channels.
                 kernel = kernel[:, :, ::-1, :]
+            flipped = _lazy_weight(kernel, f"{name}_flipped", flip=True) if conv == "transposed" else None
             self._params[name] = (_lazy_weight(kernel, f"{name}_kernel"), _lazy_weight(bias, f"{name}_bias"),
-                                  _lazy_weight(kernel, f"{name}_flipped", flip=True))
+                                  flipped)
 
     def __call__(self, rgb):
         """{layer: activation after ReLU} for an RGB 0..255 batch (N, H, W, 3)."""
@@ -96,7 +112,9 @@ class VGG:
                 pool = tf.nn.max_pool2d if self.pooling == "max" else tf.nn.avg_pool2d
                 x = pool(x, ksize=2, strides=2, padding="VALID")
             kernel, bias, flipped = self._params[name]
-            x = tf.nn.relu(tf.nn.bias_add(_conv3x3(x, kernel, flipped), bias))
+            y = (_conv3x3(x, kernel, flipped) if self.conv == "transposed"
+                 else tf.nn.conv2d(x, kernel, strides=1, padding="SAME"))
+            x = tf.nn.relu(tf.nn.bias_add(y, bias))
             features[name] = x
         return features
 

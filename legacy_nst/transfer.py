@@ -10,7 +10,7 @@ from . import images
 from .architecture import CAFFE_MEAN_BGR, layer_depth
 from .errors import UserError
 from .losses import Objective, StyleTarget, gram, layer_masks
-from .network import VGG
+from .network import VGG, default_conv
 from .optimisers import OPTIMIZER_CLASSES
 from .runtime import tf
 
@@ -75,7 +75,7 @@ class Transfer:
         self.graph = tf.Graph()
         with self.graph.as_default():
             deepest = max(recipe.layers, key=lambda name: layer_depth(recipe.network, name))
-            vgg = VGG(recipe.network, params, deepest, recipe.pooling)
+            vgg = VGG(recipe.network, params, deepest, recipe.pooling, conv=default_conv(device))
             probe = tf.compat.v1.placeholder(tf.float32, (1, None, None, 3), name="probe")
             probe_features = vgg(probe)
             grams = {layer: gram(probe_features[layer], recipe.gram_norm) for layer in recipe.style_layers}

@@ -237,3 +237,26 @@ def test_min_input_side_is_the_true_minimum(net):
 def test_min_input_side_rejects_unknown_layers():
     with pytest.raises(UserError):
         architecture.min_input_side("vgg16", ["block3_conv4"])
+
+
+def test_the_gpu_convolution_computes_what_the_cpu_one_does():
+    """The plain Conv2D path a GPU takes (default_conv) against the CPU's transposed-convolution path, here on
+    the CPU: the same activations and the same image gradient, so a GPU run optimises the same objective."""
+    params = weights.synthetic_weights("vgg19", seed=4)
+    rgb = rgb_batch(n=1, side=24)
+    out = {}
+    for conv in network.CONVS:
+        graph = tf.Graph()
+        with graph.as_default():
+            image = tf.compat.v1.placeholder(tf.float32, rgb.shape)
+            features = network.VGG("vgg19", params, "block3_conv2", "max", conv=conv)(image)
+            loss = tf.add_n([tf.reduce_sum(tf.square(f)) for f in features.values()])
+            fetch = (features, tf.gradients(loss, image)[0])
+            with tf.compat.v1.Session(graph=graph) as session:
+                out[conv] = session.run(fetch, {image: rgb})
+    (fa, ga), (fb, gb) = out["transposed"], out["plain"]
+    for name in fa:
+        assert_close_activation(fb[name], fa[name], name)
+    np.testing.assert_allclose(gb, ga, rtol=1e-3, atol=1e-3 * np.abs(ga).max())
+    assert network.default_conv("cpu") == "transposed"
+    assert network.default_conv("auto") == ("plain" if tf.config.list_physical_devices("GPU") else "transposed")
