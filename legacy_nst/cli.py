@@ -86,7 +86,9 @@ def _finite_float(text):
 
 
 def _scales(text):
-    """256,512,1024 or with budgets 256:300,512:100 (evaluations per level)."""
+    """256,512,1024 or with budgets 256:300,512:100 (evaluations per level), or auto."""
+    if text.strip() == "auto":
+        return "auto"
     levels = []
     try:
         for item in (t for t in text.replace(" ", "").split(",") if t):
@@ -205,7 +207,8 @@ def build_parser():
                        help="image size in pixels: the long side (or the recipe's own rule, see --show-recipe)")
     scale.add_argument("--scales", type=_scales, metavar="N,N,...",
                        help="multi-scale: optimise at each size in turn (256,512,1024, or 256:300,512:100 with "
-                            "evaluations per level), each started from the previous result upsampled")
+                            "evaluations per level), each started from the previous result upsampled; auto: "
+                            "--size/4, /2, full with 20/30/50 %% of --iterations (the preview recipe's default)")
     return p
 
 
