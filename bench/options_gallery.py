@@ -4,7 +4,8 @@
   python bench/options_gallery.py            # docs/options/*.png and docs/options.png (about 3 min, 2 cores)
 
 Every picture is the preview recipe (VGG19 blocks 1-3: the genuine partial weights beside this repository)
-on Tübingen with The Starry Night, --size 192, 100 L-BFGS evaluations, one option changed at a time; the
+on Tübingen with The Starry Night, --size 192 at one level, 100 L-BFGS evaluations, one option changed at a
+time (the result images and the plain run's loss plot are kept in docs/options/); the
 masks picture paints The Starry Night on the left half and The Great Wave on the right (Gram ÷ C·H·W, so
 guided Grams compare). Each run goes through legacy_nst.run(Job(...)).
 """
@@ -52,6 +53,7 @@ def main():
     for label, changes in runs.items():
         settings = dict(content=tubingen, styles=[Style(starry)], recipe="preview", weights=args.weights,
                         overrides={"size": args.size, "iterations": args.iterations}, device="cpu",
+                        schedule=(args.size,),  # one level, so each picture shows one option alone
                         output=Output(str(out / (label.split(" (")[0].replace(" ", "_") + ".png")), overwrite=True))
         settings.update(changes)
         start = time.perf_counter()
