@@ -88,15 +88,6 @@ def test_weights_decide_which_cells_run_and_never_the_papers_layers():
 
 
 @pytest.fixture
-def weights_link(real_weights, tmp_path):
-    """The genuine partial file seen from a scratch directory: the normalisation cache lands there."""
-    link = tmp_path / "weights" / real_weights.name
-    link.parent.mkdir()
-    link.symlink_to(real_weights.resolve())
-    return link
-
-
-@pytest.fixture
 def normalise_dir(tmp_path):
     directory = tmp_path / "imagenet"
     directory.mkdir()
