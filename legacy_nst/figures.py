@@ -447,7 +447,8 @@ def sheet(figure, out_dir, outcome, subtitle="", reference=None):
     """The labelled grid (RGB uint8 array) from the cells' images on disk."""
     cells = {(cell.row, cell.col): images.load_image(cell_paths(out_dir, cell)[0])
              for cell in figure.cells if cell.name in outcome.records}
-    tile = max(128, min(256, max((max(im.shape[:2]) for im in cells.values()), default=256)))
+    # tiles at the cells' own height (no blur from upscaling), between 128 px (legible labels) and 256
+    tile = max(128, min(256, max((im.shape[0] for im in cells.values()), default=256)))
     return figure_sheet(cells, figure.row_labels, figure.col_labels,
                         inputs=[(label, images.load_image(path)) for label, path in figure.inputs],
                         title=f"Gatys, Ecker & Bethge 2016, {figure.title}\n{subtitle}".strip(),
