@@ -90,6 +90,7 @@ class Job:
     init_image: object = None  # a path or an RGB array to start from instead of the recipe's init
     schedule: tuple = ()  # Level, or a bare size; "auto": coarse to fine; empty: the recipe's own
     weights: str | None = None  # VGG weight file; None: the canonical file, found or downloaded
+    normalise_on: tuple = ()  # images (files or directories) to rescale the VGG on, as the paper (normalise.py)
     device: str = "auto"
     output: Output = Output()
     resume: str | None = None  # a checkpoint to continue
@@ -105,6 +106,8 @@ class Job:
         object.__setattr__(self, "styles", styles)
         object.__setattr__(self, "schedule", levels)
         object.__setattr__(self, "overrides", dict(self.overrides))
+        normalise_on = (self.normalise_on,) if isinstance(self.normalise_on, (str, Path)) else self.normalise_on
+        object.__setattr__(self, "normalise_on", tuple(map(str, normalise_on)))
 
     def resolved_recipe(self):
         """The recipe with the overrides applied and checked (UserError naming the field otherwise)."""

@@ -245,8 +245,9 @@ RECIPES = {r.name: r for r in (
         source="Gatys, Ecker, Bethge: Image Style Transfer Using CNNs (CVPR 2016)",
         quirks="Average pooling, content conv4_2 ½Σ(F − P)², style conv1_1..conv5_1 at 1/5 each with "
                "E = Σ(G − A)² / (4N²M²), α/β = 1e-3 (Fig. 3B). The paper's VGG was rescaled so every "
-               "filter's mean ImageNet activation is 1; the Keras weights are not, so the same α/β weighs "
-               "style differently (tune style_weight). Iteration count not given: 1000 L-BFGS evaluations "
+               "filter's mean ImageNet activation is 1; the Keras weights are not: Job(normalise_on=IMAGES) "
+               "(figure --normalise-on) rescales them so α/β means the paper's, without it the same α/β "
+               "weighs style differently. Iteration count not given: 1000 L-BFGS evaluations "
                "as jcjohnson/neural-style; white-noise init N(0, 1e-3) around the mean, as jcjohnson.",
         pooling="avg", size=512, content_layers=("block4_conv2",), content_form="half-sum",
         gram_norm="raw", style_form="sum", style_norm="layer", content_weight=1.0, style_weight=1e3,

@@ -141,7 +141,16 @@ def prepare(job):
         scaled = dataclasses.replace(recipe, size=levels[resume.level].size)
         shape, _ = sized_shapes(scaled, content.shape, [s.shape for s in styles], scales)
         checkpoints.check_matches(job.resume, resume, inputs, shape)
-    params = weights.load_weights(weights.resolve(recipe.network, job.weights), recipe.network, recipe.layers)
+    path = weights.resolve(recipe.network, job.weights)
+    params = weights.load_weights(path, recipe.network, recipe.layers)
+    if job.normalise_on:  # before the digest: a checkpoint is tied to the network it was optimised through
+        from .normalise import normalised_weights
+        from .transfer import session_config
+
+        # every layer the file holds: one measurement (cached beside it) then serves runs of any depth
+        held = weights.load_weights(path, recipe.network, weights.present_conv_layers(path, recipe.network))
+        params = normalised_weights(held, recipe.network, recipe.pooling, job.normalise_on, path,
+                                    config=session_config(job.device))
     fingerprint = dict(inputs, weights=checkpoints.weights_digest(params))
     if resume is not None:
         checkpoints.check_matches(job.resume, resume, fingerprint, shape)
@@ -334,7 +343,7 @@ class _Execution:
         return {"name": job.name, "content": described(job.content),
                 "styles": [{"image": described(s.image), "weight": s.weight} for s in job.styles],
                 "init_image": described(job.init_image), "seed": job.seed, "device": job.device,
-                "weights": job.weights, "schedule": [dataclasses.asdict(level) for level in plan.levels],
+                "weights": job.weights, "normalise_on": list(job.normalise_on), "schedule": [dataclasses.asdict(level) for level in plan.levels],
                 "recipe": plan.recipe.name, "overrides": {k: v for k, v in job.overrides.items()},
                 "algorithm": plan.recipe.algorithm(), "evaluations": self.evaluations,
                 "final": self.rows[-1] if self.rows else None}

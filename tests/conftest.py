@@ -42,3 +42,13 @@ def vgg19_h5(synthetic_dir):
 @pytest.fixture(scope="session")
 def vgg16_h5(synthetic_dir):
     return synthetic_dir / weights.CANONICAL["vgg16"].filename
+
+
+@pytest.fixture
+def weights_link(real_weights, tmp_path):
+    """The genuine partial file seen from a scratch directory: a normalisation cache lands there, never in
+    ../shared."""
+    link = tmp_path / "weights" / real_weights.name
+    link.parent.mkdir()
+    link.symlink_to(real_weights.resolve())
+    return link

@@ -20,15 +20,6 @@ def genuine(real_weights):
     return weights.load_weights(real_weights, "vgg19", LAYERS)
 
 
-@pytest.fixture
-def weights_link(real_weights, tmp_path):
-    """The genuine file seen from a scratch directory, so the cache lands there and never in ../shared."""
-    link = tmp_path / "weights" / real_weights.name
-    link.parent.mkdir()
-    link.symlink_to(real_weights.resolve())
-    return link
-
-
 @pytest.fixture(scope="module")
 def shared_images():
     files = normalise.image_files(SHARED_IMAGES)

@@ -4,6 +4,7 @@ raise are turned into messages and exit codes by legacy_nst.cli, like the run's.
 import importlib
 
 COMMANDS = {
+    "figure": "run one figure of Gatys, Ecker & Bethge (CVPR 2016) cell by cell and assemble its labelled sheet",
     "compare": "score an image against its content, style and a reference (SSIM, feature and Gram distances)",
     "report": "one static HTML page of the runs, figures and comparisons in a directory",
 }
