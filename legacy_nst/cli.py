@@ -55,7 +55,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{PROG}: error: {message} (see --help)\n")
 
 
-def _positive_int(text):
+def positive_int(text):
     try:
         value = int(text)
     except ValueError:
@@ -170,6 +170,9 @@ def build_parser():
     net.add_argument("--weights", metavar="PATH", help="VGG weight file (.h5 in Keras layout, or .npz)")
     net.add_argument("--network", choices=("vgg16", "vgg19"), help="which VGG")
     net.add_argument("--pooling", choices=("max", "avg"), help="pooling between blocks")
+    net.add_argument("--normalise-on", metavar="PATH", nargs="+",
+                     help="rescale the VGG so every filter's mean activation over these images is 1, as the paper "
+                          "did (gives gatys2016's α/β their meaning); cached beside the weights")
     net.add_argument("--device", choices=DEVICES, default="auto",
                      help="auto: a GPU if TensorFlow sees one, else the CPU")
     loss = p.add_argument_group("losses")
@@ -188,11 +191,11 @@ def build_parser():
     loss.add_argument("--style-layer-weight-exp", type=_finite_float, metavar="E",
                       help="anish's: style layer i weighs E^i (normalised to sum 1)")
     opt = p.add_argument_group("optimiser")
-    opt.add_argument("--iterations", type=_positive_int, metavar="N",
+    opt.add_argument("--iterations", type=positive_int, metavar="N",
                      help="loss+gradient evaluations (L-BFGS restarts every lbfgs_maxfun, as the recipe's source)")
     opt.add_argument("--optimizer", choices=recipes.OPTIMIZERS, help="lbfgs, adam or descent")
     opt.add_argument("--learning-rate", type=_finite_float, metavar="LR", help="Adam's rate or descent's step")
-    opt.add_argument("--lbfgs-memory", type=_positive_int, metavar="N",
+    opt.add_argument("--lbfgs-memory", type=positive_int, metavar="N",
                      help="corrections L-BFGS keeps (jcjohnson's -lbfgs_num_correction; scipy's m, default 10)")
     opt.add_argument("--normalize-gradients", action="store_true",
                      help="jcjohnson's: each layer term's gradient ÷ its L1 norm, × its weight")
@@ -203,7 +206,7 @@ def build_parser():
     opt.add_argument("--seed", type=int, default=0, help="seed for noise inits (default 0)")
     opt.add_argument("--resume", metavar="CHECKPOINT", help="continue a run from its STEM.checkpoint.npz")
     scale = p.add_argument_group("scale")
-    scale.add_argument("--size", type=_positive_int, metavar="N",
+    scale.add_argument("--size", type=positive_int, metavar="N",
                        help="image size in pixels: the long side (or the recipe's own rule, see --show-recipe)")
     scale.add_argument("--scales", type=_scales, metavar="N,N,...",
                        help="multi-scale: optimise at each size in turn (256,512,1024, or 256:300,512:100 with "
@@ -262,7 +265,7 @@ def make_job(args):
     job = Job(content=args.content, styles=tuple(Style(*settings) for settings in zip(styles, blend, scales, masks)),
               recipe=args.recipe, overrides=recipe_overrides(args), seed=args.seed, init_image=args.init_image,
               schedule=args.scales or (), weights=args.weights, device=args.device, resume=args.resume,
-              corrected=args.corrected, preserve_colors=colours,
+              corrected=args.corrected, preserve_colors=colours, normalise_on=tuple(args.normalise_on or ()),
               output=Output(args.output, args.overwrite, args.print_every, args.save_every, None, args.grid))
     job.resolved_recipe()  # field problems are reported now, before any file is read
     return job
@@ -288,7 +291,7 @@ def show_recipe(name):
 
 
 @contextlib.contextmanager
-def _sigterm_raises():
+def sigterm_raises():
     def handler(signum, frame):
         from .runner import Terminated
 
@@ -308,7 +311,7 @@ def run(args):
 
     recipe = job.resolved_recipe()
     console = Console(job.output.settled(recipe.name).print_every, quiet=args.quiet)
-    with _sigterm_raises():
+    with sigterm_raises():
         try:
             result = run_job(job, console)
         finally:

@@ -743,7 +743,8 @@ def test_unusual_images_run_end_to_end(tmp_path, capsys, vgg19_h5):
     assert code == 0, err
     result = np.asarray(Image.open(out / "result.jpg"))
     assert result.shape == (24, 12, 3)  # 20 x 40 landscape shown as 40 x 20 portrait, long side 24
-    assert sorted(p.name for p in out.iterdir()) == ["result.jpg", "result.json", "result_losses.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["result.jpg", "result.json", "result_losses.csv",
+                                                     "result_losses.png"]
     assert not part_files(tmp_path)
     assert "saved" in stdout and "Traceback" not in err
 

@@ -57,7 +57,8 @@ def test_nan_loss_stops_and_keeps_the_best_finite_image(photos, vgg19_h5, tmp_pa
     assert np.abs(pixels(partial) - start).max() <= 1  # the best finite image: the one of iteration 0
     totals = [float(r["total"]) for r in log_rows(out / "result_losses.csv")]
     assert np.isfinite(totals[0]) and not np.isfinite(totals[-1])
-    assert sorted(p.name for p in out.iterdir()) == ["result.json", "result.partial.png", "result_losses.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["result.json", "result.partial.png", "result_losses.csv",
+                                                 "result_losses.png"]
     assert not part_files(out)
 
 
@@ -69,7 +70,7 @@ def test_non_finite_from_the_first_evaluation_saves_nothing(photos, vgg19_h5, tm
     code, stdout, err = run_main(argv, capsys)
     assert code == 1, err
     assert "the loss became inf" in err and "lower the weights" in err and "nothing to keep" in err
-    assert sorted(p.name for p in out.iterdir()) == ["result.json", "result_losses.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["result.json", "result_losses.csv", "result_losses.png"]
     assert not part_files(out)
 
 
@@ -163,7 +164,7 @@ def test_save_every_writes_snapshots_and_a_checkpoint(photos, vgg19_h5, tmp_path
     assert code == 0, err
     names = sorted(p.name for p in out.iterdir())
     assert names == ["r.checkpoint.npz", "r.jpg", "r.json", "r_at_iteration_2.jpg", "r_at_iteration_4.jpg",
-                     "r_losses.csv"]
+                     "r_losses.csv", "r_losses.png"]
     with np.load(out / "r.checkpoint.npz") as data:
         assert int(data["state_iteration"]) == 5
     # a second run to the same place is refused (no --overwrite) and touches nothing

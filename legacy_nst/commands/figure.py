@@ -6,7 +6,7 @@ import os
 import sys
 
 from .. import figures, weights
-from ..cli import EXIT_CODES, EXIT_FAILED, EXIT_OK, PROG, _positive_int, _sigterm_raises
+from ..cli import EXIT_CODES, EXIT_FAILED, EXIT_OK, PROG, positive_int, sigterm_raises
 from ..errors import UserError
 from ..progress import Console
 
@@ -19,8 +19,8 @@ def build_parser(p):
                    help="the painting; figure 2 takes up to five, recognised by file name (shipwreck, "
                         "starry_night, scream, femme/nude, composition) or given as KEY=PATH")
     p.add_argument("--out", metavar="DIR", required=True, help="writes DIR/sheet.png, DIR/cells.csv, DIR/cells/")
-    p.add_argument("--size", type=_positive_int, metavar="N", help="long side in pixels (default: the recipe's 512)")
-    p.add_argument("--iterations", type=_positive_int, metavar="N",
+    p.add_argument("--size", type=positive_int, metavar="N", help="long side in pixels (default: the recipe's 512)")
+    p.add_argument("--iterations", type=positive_int, metavar="N",
                    help="L-BFGS evaluations per cell (default: the recipe's 1000)")
     p.add_argument("--weights", metavar="PATH", help="VGG19 weight file (default: found or downloaded)")
     p.add_argument("--reference", metavar="PATH", help="your copy of the paper's figure, shown beside the sheet")
@@ -50,7 +50,7 @@ def main(args):
         raise UserError(f"--out {args.out}: is a file; give a directory (it is created if absent)")
     say = (lambda text: None) if args.quiet else print
     subtitle = figures.describe_run(figure, settings)
-    with _sigterm_raises():
+    with sigterm_raises():
         outcome = figures.render(figure, args.out, args.overwrite, Console(0, quiet=args.quiet), say)
     if outcome.stopped is not None:
         print(f"{PROG}: figure {figure.key} stopped: {outcome.stopped.message}; {len(outcome.records)} of "
