@@ -127,3 +127,9 @@ class Objective:
         """Load the targets into their variables (once per run)."""
         session.run([v.initializer for v in self._targets], feed_dict=self._init_feeds)
         self._init_feeds = {}
+
+
+def term_weights(recipe):
+    """(content, style, tv) weights as the Objective applies them (seed 003 squares the style weight)."""
+    style_weight = recipe.style_weight**2 if recipe.style_weight_twice else recipe.style_weight
+    return np.array([recipe.content_weight, style_weight, recipe.tv_weight], np.float64)
