@@ -105,20 +105,23 @@ def fit_engine(report):
 
 
 def fit_tiled(report):
-    """TILED_IMAGE_ARRAYS: what the model (TILED_IMAGE_ARRAYS = 0) leaves over, per float32 image array."""
-    from legacy_nst import memory, recipes
+    """TILED_IMAGE_ARRAYS: what the engine's fit leaves over in tiled runs, per float32 image-sized array."""
+    from legacy_nst import memory, network, recipes
 
+    fit = report["engine_fit"]
     recipe = recipes.get("preview").check()
+    deepest = max(recipe.layers, key=lambda n: network.layer_depth(recipe.network, n))
     rows = []
     for size in (1024, 2048):
         result = run_tiling_child("tiled", "preview", size, PARTIAL, 512)
         h, w = result["shape"]
-        model = memory.estimate_bytes(recipe.network, recipe.layers, h, w, None, tiled_tile=512,
-                                      content_layers=recipe.content_layers)
-        rows.append({"size": size, "shape": [h, w], "peak_rss": result["peak_rss"],
-                     "estimate_without_arrays": model - memory.TILED_IMAGE_ARRAYS * 12 * h * w})
+        tile = memory.tile_input(recipe.network, deepest, 512, h, w)
+        model = (fit["BASE"] + fit["WEIGHT_COPIES"] * memory.weight_bytes(recipe.network, deepest)
+                 + fit["ACTIVATION_COPIES"] * memory.activation_bytes(recipe.network, deepest, *tile)
+                 + sum(memory.feature_bytes(recipe.network, l, h, w) for l in recipe.content_layers))
+        rows.append({"size": size, "shape": [h, w], "peak_rss": result["peak_rss"], "model_without_arrays": model})
         print(f"tiled preview {h}×{w}: peak {result['peak_rss'] / GIB:.3f} GiB", flush=True)
-    left = np.array([r["peak_rss"] - r["estimate_without_arrays"] for r in rows], np.float64)
+    left = np.array([r["peak_rss"] - r["model_without_arrays"] for r in rows], np.float64)
     arrays = np.array([12.0 * r["shape"][0] * r["shape"][1] for r in rows])
     report["tiled"] = rows
     report["tiled_fit"] = {"TILED_IMAGE_ARRAYS": float(left @ arrays / (arrays @ arrays))}

@@ -18,13 +18,14 @@ from .tiling import halo, pools_before
 GIB = 1024**3
 # Fitted by bench/memory.py: least squares of peak − targets over Transfer + its Evaluator (no scipy state)
 # for tf-eager-blog (VGG19 to block5_conv2, 61 MB of weights) and the preview (to block3_conv2, 4.6 MB) at
-# 96×128, 192×256, 384×512 and 768×1024 px: measured 0.899, 0.957, 1.259, 2.744 and 0.710, 0.782, 1.059,
-# 2.268 GiB, all eight within ±5.3 % of the fit. BASE is the process with TensorFlow, the graph and the
-# session; the weights are held as numpy arrays and as the kernel, flipped-kernel and bias variables; the
-# activations as outputs, ReLU outputs and gradients.
-BASE = 737_414_496
-WEIGHT_COPIES = 2.35
-ACTIVATION_COPIES = 2.26
+# 96×128, 192×256, 384×512 and 768×1024 px: measured 0.910, 0.977, 1.280, 2.518 and 0.709, 0.786, 1.045,
+# 2.226 GiB, all eight within ±6 % of the fit (an earlier run measured 2.744 and 2.268 GiB at 768×1024:
+# runs differ by up to 8 %). BASE is the process with TensorFlow, the graph and the session; the weights are
+# held as numpy arrays and as the kernel, flipped-kernel and bias variables; the activations as outputs,
+# ReLU outputs and gradients.
+BASE = 774_409_015
+WEIGHT_COPIES = 2.06
+ACTIVATION_COPIES = 2.05
 # float64 image-sized vectors an optimiser holds at its peak, measured by bench/memory.py on the real LBFGS
 # and NormalisedDescent classes (40 evaluations on an ill-conditioned quadratic, so that L-BFGS fills all
 # m = 10 correction pairs, 1024 × 1024 px): scipy's 2·m history and 5 work vectors, x, g, bounds, the
@@ -32,9 +33,9 @@ ACTIVATION_COPIES = 2.26
 # the image fetched at each step (2 float64 vectors' worth).
 OPTIMISER_VECTORS = {None: 0.0, "lbfgs": 40.6, "lbfgs+bounds": 45.7, "adam": 2.0, "descent": 5.0}
 # float32 image-sized arrays a tiled evaluation holds beside one tile (content, style, image, gradient, the
-# stitched targets' staging): least squares through 0 of what the model leaves over for TiledObjective on the
-# preview at 768×1024 and 1536×2048 px, 512 px tiles (measured 1.149 and 1.662 GiB; bench/memory.py).
-TILED_IMAGE_ARRAYS = 7.06
+# stitched targets' staging): least squares through 0 of what the fit above leaves over for TiledObjective
+# on the preview at 768×1024 and 1536×2048 px, 512 px tiles (measured 1.174 and 1.719 GiB; bench/memory.py).
+TILED_IMAGE_ARRAYS = 7.21
 
 def peak_rss_bytes():
     """This process's peak resident memory (VmHWM; ru_maxrss would carry a parent's peak over execve)."""
@@ -82,11 +83,18 @@ def estimate_bytes(network, layers, height, width, optimizer, tiled_tile=None, c
              + OPTIMISER_VECTORS[kind] * 8 * 3 * pixels)
     if tiled_tile is None:
         return int(total + ACTIVATION_COPIES * activation_bytes(network, deepest, height, width))
+    return int(total + ACTIVATION_COPIES * activation_bytes(network, deepest, *tile_input(
+        network, deepest, tiled_tile, height, width)) + TILED_IMAGE_ARRAYS * 4 * 3 * pixels)
+
+
+def tile_input(network, deepest, tile, height, width):
+    """The most a tile with its halos can be, (height, width): tile + 2 halos, or the image if smaller.
+
+    An upper bound (TiledObjective balances the tiles, which are often smaller) that grows with the image,
+    so that largest_side_that_fits can bisect."""
     halo_px, align = halo(network, deepest)
-    tile = max(tiled_tile // align * align, align)
-    tile_h, tile_w = (min(tile + 2 * halo_px, side) for side in (height, width))
-    return int(total + ACTIVATION_COPIES * activation_bytes(network, deepest, tile_h, tile_w)
-               + TILED_IMAGE_ARRAYS * 4 * 3 * pixels)
+    tile = max(tile // align * align, align)
+    return tuple(min(tile + 2 * halo_px, side) for side in (height, width))
 
 
 def _meminfo_available():
