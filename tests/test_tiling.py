@@ -127,9 +127,15 @@ def test_fed_adjust_is_held():
 
 def test_single_tile_equals_untiled():
     recipe = CASES["keras-lbfgs"]
-    objective, result, expected = compare(recipe, synthetic("vgg19"), (48, 64, 3), tile=512)
+    content, style, image = pictures((48, 64, 3), 7)
+    expected = untiled(recipe, synthetic("vgg19"), content, style, image)
+    objective = tiling.TiledObjective(recipe, synthetic("vgg19"), tile=512, config=fast_config())
+    objective.hold(expected[3], expected[4])
     assert objective.tiles(48, 64) == [(tiling.Span(0, 48, 0, 48), tiling.Span(0, 64, 0, 64))]
+    result = objective.evaluate(image)
     assert_same(result, expected)
+    np.testing.assert_array_equal(objective.terms(image), result[1])  # the forward pass alone
+    objective.close()
 
 
 def test_genuine_weights_preview(real_weights):
