@@ -7,11 +7,12 @@
 
 Every measurement runs in its own child process (a warm-up evaluation, then the timed ones), which reports
 its peak RSS (VmHWM) and writes total, terms and gradient to an .npz the parent compares. Untiled:
-legacy_nst.transfer.Transfer (the recipe's optimizer set to lbfgs) evaluated through its L-BFGS Evaluator as scipy drives it (loss(x) then grads(x)),
-targets computed untiled. Tiled: legacy_nst.tiling.TiledObjective with its own tiled targets. Content
-Tübingen and style Starry Night at the size asked (Lanczos), the image 0.75 · content + 0.25 · U(0, 255)
-noise (seed 0) so that every term and its gradient are non-zero. The scipy L-BFGS state is not part of
-these figures (legacy_nst.memory adds it). bench/memory.py runs the same children to fit its model.
+legacy_nst.transfer.Transfer (the recipe's optimizer set to lbfgs) evaluated through its L-BFGS Evaluator as
+scipy drives it (loss(x) then grads(x)), targets computed untiled. Tiled: legacy_nst.tiling.TiledObjective
+with its own tiled targets. Content Tübingen and style Starry Night at the size asked (Lanczos), the image
+0.75 · content + 0.25 · U(0, 255) noise (seed 0) so that every term and its gradient are non-zero. The scipy
+L-BFGS state is not part of these figures (legacy_nst.memory adds it). bench/memory.py runs the same
+children to fit its model.
 """
 import argparse
 import dataclasses
