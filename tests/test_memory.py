@@ -1,0 +1,124 @@
+"""The memory model against the peak RSS of real runs in fresh processes, and the machine's limits.
+
+The measured runs use random images of the run's size (memory does not depend on what the pixels show)
+and the genuine partial VGG19 (the preview recipe); sizes differ from the fit's 128/256/512 px.
+"""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from legacy_nst import memory, recipes
+from legacy_nst.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+GIB = 1024**3
+PREVIEW = recipes.get("preview").check()
+
+RUN = """
+import dataclasses, json, sys
+import numpy as np
+from legacy_nst import memory, recipes, transfer, weights
+height, width, evaluations = map(int, sys.argv[2:5])
+recipe = dataclasses.replace(recipes.get("preview"), iterations=1000).check()
+params = weights.load_weights(sys.argv[1], recipe.network, recipe.layers)
+rng = np.random.default_rng(0)
+content, style = (rng.uniform(0, 255, (height, width, 3)).astype(np.float32) for _ in range(2))
+measured = []
+def on_evaluation(measurement):
+    measured.append(measurement.total)
+    if len(measured) >= evaluations:
+        raise KeyboardInterrupt  # enough: stop the optimiser from inside scipy
+try:
+    transfer.Transfer(recipe, content, [style], params, device="cpu").run(on_evaluation, lambda *a: None)
+except KeyboardInterrupt:
+    pass
+print(json.dumps({"peak": memory.peak_rss_bytes()}))
+"""
+
+LIMITED = """
+import json, resource
+from legacy_nst import memory
+size = [int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmSize:")][0]
+resource.setrlimit(resource.RLIMIT_AS, (size + 2 * 2**30, resource.RLIM_INFINITY))
+available = memory.available_bytes()
+side = memory.largest_side_that_fits("vgg19", ["block3_conv2"], (3, 4), "lbfgs")
+print(json.dumps({"available": available, "side": side}))
+"""
+
+
+def python(code, *args):
+    proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def preview_estimate(height, width):
+    return memory.estimate_bytes("vgg19", PREVIEW.layers, height, width, "lbfgs",
+                                 content_layers=PREVIEW.content_layers, bounds=True)
+
+
+@pytest.fixture(scope="module")
+def budget_run(real_weights):
+    """The largest 4:3 preview that fits in 1.1 GiB, run for 15 L-BFGS evaluations (its history filled)."""
+    budget = int(1.1 * GIB)
+    side = memory.largest_side_that_fits("vgg19", PREVIEW.layers, (3, 4), "lbfgs", available=budget,
+                                         content_layers=PREVIEW.content_layers, bounds=True)
+    height, width = round(side * 3 / 4), side
+    measured = python(RUN, real_weights, height, width, 15)["peak"]
+    return budget, height, width, measured
+
+
+def test_estimate_within_35_percent_of_a_measured_run(budget_run):
+    _, height, width, measured = budget_run
+    assert max(height, width) not in (128, 256, 512)
+    assert abs(preview_estimate(height, width) - measured) <= 0.35 * measured
+
+
+def test_largest_side_that_fits_really_fits(budget_run):
+    budget, height, width, measured = budget_run
+    assert measured <= budget
+    assert preview_estimate(height, width) <= budget < preview_estimate(round((width + 1) * 3 / 4), width + 1)
+
+
+@pytest.mark.parametrize("optimizer, tile", [("lbfgs", None), ("adam", None), ("descent", None), ("lbfgs", 512),
+                                             ("descent", 256)])
+def test_estimate_grows_with_size(optimizer, tile):
+    sides = range(64, 8193, 64)
+    estimates = [memory.estimate_bytes("vgg19", ["block1_conv1", "block5_conv2"], side * 3 // 4, side, optimizer,
+                                       tiled_tile=tile) for side in sides]
+    assert all(a < b for a, b in zip(estimates, estimates[1:]))
+
+
+def test_tiles_cost_less_than_the_whole_image():
+    """The objective alone at 4096 × 3072 px: 32 GiB untiled, 3.1 GiB in 512 px tiles (704 px with halos)."""
+    layers = ["block1_conv1", "block5_conv2"]
+    untiled, tiled = (memory.estimate_bytes("vgg19", layers, 3072, 4096, None, tiled_tile=tile)
+                      for tile in (None, 512))
+    assert untiled > 24 * GIB > 6 * tiled
+
+
+def test_address_space_limit_is_respected():
+    """`ulimit -v` 2 GiB above what the process maps now leaves at most 2 GiB, whatever the machine has."""
+    result = python(LIMITED)
+    assert 2 * GIB - 64 * 2**20 <= result["available"] <= 2 * GIB
+    estimate = memory.estimate_bytes("vgg19", ["block3_conv2"], round(result["side"] * 3 / 4), result["side"],
+                                     "lbfgs")
+    assert 0 < estimate <= result["available"]
+
+
+def test_choose_tile():
+    """Untiled when it fits, tiles when only they fit, else a one-line refusal naming the size that fits."""
+    layers, content = PREVIEW.layers, PREVIEW.content_layers
+
+    def need(tile):
+        return memory.estimate_bytes("vgg19", layers, 3072, 4096, "lbfgs", tile, content, True)
+
+    assert memory.choose_tile("vgg19", layers, 3072, 4096, "lbfgs", content, True, available=need(None)) is None
+    assert memory.choose_tile("vgg19", layers, 3072, 4096, "lbfgs", content, True, available=need(512)) == 512
+    side = memory.largest_side_that_fits("vgg19", layers, (3072, 4096), "lbfgs", need(256) - 1, 256, content, True)
+    with pytest.raises(UserError, match=f"long side of {side} px") as error:
+        memory.choose_tile("vgg19", layers, 3072, 4096, "lbfgs", content, True, available=need(256) - 1)
+    assert "\n" not in str(error.value) and 0 < side < 4096
