@@ -63,3 +63,24 @@ def min_input_side(network, layers):
     """Smallest image side that still leaves the deepest layer at least one pixel: one halving per pool."""
     deepest_block = max(int(canonical_layer(network, name)[5]) for name in layers)
     return 2 ** (deepest_block - 1)
+
+
+def pools_before(layer):
+    """How many 2 × 2 pools precede a conv layer (block N has N − 1): features are 1/2^that of the image."""
+    return int(layer[5]) - 1
+
+
+def halo(network, deepest):
+    """(halo, align) in image pixels: how far wrong features reach in from a cut edge, and the pooling grid.
+
+    VGG19 to block5_conv2: 6 wrong positions at 1/16 scale = 96 px on a grid of 16; to block3_conv2
+    (the preview): 4 at 1/4 = 16 px on a grid of 4."""
+    wrong, level = 0, 0
+    for name in layer_sequence(network):
+        if name.endswith("_pool"):
+            wrong, level = -(-wrong // 2), level + 1
+        else:
+            wrong += 1
+        if name == deepest:
+            return wrong << level, 1 << level
+    raise ValueError(f"{deepest} is not a {network} layer")

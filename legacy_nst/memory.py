@@ -11,9 +11,8 @@ every convolution up to it (the backward pass keeps them, ReLU outputs and gradi
 import resource
 from pathlib import Path
 
+from .architecture import conv_layers, conv_shapes, halo, layer_depth, pools_before
 from .errors import UserError
-from .architecture import conv_layers, conv_shapes, layer_depth
-from .tiling import halo, pools_before
 
 GIB = 1024**3
 # Fitted by bench/memory.py: least squares of peak − targets over Transfer + its Evaluator (no scipy state)

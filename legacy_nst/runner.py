@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from . import checkpoint as checkpoints
-from . import colour, images, plots, weights
+from . import colour, images, memory, plots, weights
 from .errors import UserError, WriteError
 from .events import Evaluation, IterationFinished, LevelFinished, LevelStarted, Result, Saved
 from .history import Tracker, history_row, log_text
@@ -24,6 +24,9 @@ from .recipes import term_weights
 from .outputs import OutputPaths
 from .reporting import grid_image
 from .sizing import check_sizes, size_images, sized_shapes
+
+
+GIB = 2**30
 
 
 class Terminated(BaseException):
@@ -126,6 +129,7 @@ def prepare(job):
     for level in levels:
         check_sizes(dataclasses.replace(recipe, size=level.size), content.shape, [s.shape for s in styles],
                     scales)
+    _check_memory(recipe, levels, content.shape, [s.shape for s in styles], scales)
     from .transfer import check_device  # TensorFlow: imported once the inputs are known to be good
 
     check_device(job.device)
@@ -156,6 +160,24 @@ def prepare(job):
         checkpoints.check_matches(job.resume, resume, fingerprint, shape)
     return Plan(job, recipe, output, paths, content, styles, blend, init_image, levels, params, fingerprint,
                 resume, original_content, scales, masks)
+
+
+def _check_memory(recipe, levels, content_shape, style_shapes, scales):
+    """Refuse a run that would not fit in this machine's memory (RAM, a cgroup limit, ulimit -v) before it
+    starts, naming the largest size that fits, instead of being killed halfway (memory.py's model)."""
+    available = memory.available_bytes()
+    for level in sorted(levels, key=lambda level: -(level.size or 0))[:1]:  # the largest decides
+        scaled = dataclasses.replace(recipe, size=level.size)
+        shape, styles = sized_shapes(scaled, content_shape, style_shapes, scales)
+        h, w = max([shape] + styles, key=lambda s: s[0] * s[1])
+        need = memory.estimate_bytes(recipe.network, recipe.layers, h, w, recipe.optimizer,
+                                     content_layers=recipe.content_layers, bounds=recipe.lbfgs_bounds)
+        if need > available:
+            side = memory.largest_side_that_fits(recipe.network, recipe.layers, (h, w), recipe.optimizer, available,
+                                                 content_layers=recipe.content_layers, bounds=recipe.lbfgs_bounds)
+            raise UserError(f"--size: a {w}×{h} px run of {recipe.name} needs about {need / GIB:.1f} GiB of memory "
+                            f"and {available / GIB:.1f} GiB is available here; the largest long side that fits is "
+                            f"about {side} px: use --size {side} or less")
 
 
 def _load_mask(mask, shape):

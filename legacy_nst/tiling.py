@@ -25,31 +25,10 @@ import numpy as np
 
 from . import losses
 from .errors import UserError
-from .architecture import conv_shapes, layer_depth, layer_sequence
+from .architecture import conv_shapes, halo, layer_depth, pools_before
 from .network import VGG
 from .recipes import term_weights
 from .runtime import tf
-
-
-def pools_before(layer):
-    """How many 2 × 2 pools precede a conv layer (block N has N − 1): features are 1/2^that of the image."""
-    return int(layer[5]) - 1
-
-
-def halo(network, deepest):
-    """(halo, align) in image pixels: how far wrong features reach in from a cut edge, and the pooling grid.
-
-    VGG19 to block5_conv2: 6 wrong positions at 1/16 scale = 96 px on a grid of 16; to block3_conv2
-    (the preview): 4 at 1/4 = 16 px on a grid of 4."""
-    wrong, level = 0, 0
-    for name in layer_sequence(network):
-        if name.endswith("_pool"):
-            wrong, level = -(-wrong // 2), level + 1
-        else:
-            wrong += 1
-        if name == deepest:
-            return wrong << level, 1 << level
-    raise ValueError(f"{deepest} is not a {network} layer")
 
 
 @dataclass(frozen=True)

@@ -238,3 +238,25 @@ def test_resuming_adam_prints_no_tensorflow_warning(pair, vgg19_h5, tmp_path, ca
                                       "--overwrite"), cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "deprecat" not in proc.stderr.lower() and "warning" not in proc.stderr.lower(), proc.stderr
+
+
+# ------------------------------------------------------------------------------- 5. memory, up front
+def test_a_size_that_cannot_fit_is_refused_with_the_largest_that_fits(pair, vgg19_h5, tmp_path, capsys):
+    for size in (20000, 100_000_000):
+        started = time.perf_counter()
+        code, _, err = run_main(argv(pair, vgg19_h5, tmp_path / "o.png", "--size", size), capsys)
+        refused(code, err, "GiB of memory", "the largest long side that fits is about")
+        assert time.perf_counter() - started < 20  # before any image is resized or graph built
+    assert not list(tmp_path.iterdir())
+
+
+def test_an_address_space_limit_is_respected_up_front(pair, vgg19_h5, tmp_path):
+    import resource
+
+    def limit():  # ulimit -v 3000000 (KiB), as the afternoon's probe: a 1024 px run died of SIGSEGV
+        resource.setrlimit(resource.RLIMIT_AS, (3_000_000 * 1024, resource.RLIM_INFINITY))
+
+    proc = subprocess.run(cli_command(*argv(pair, vgg19_h5, tmp_path / "o.png", "--size", 1024)), cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, preexec_fn=limit)
+    assert proc.returncode == 2, proc.stderr
+    assert "GiB of memory" in proc.stderr and "use --size" in proc.stderr and proc.stderr.count("\n") == 1

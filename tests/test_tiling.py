@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from legacy_nst import losses, recipes, tiling, weights
+from legacy_nst import architecture, losses, recipes, tiling, weights
 from legacy_nst.errors import UserError
 from legacy_nst.network import VGG, layer_depth
 
@@ -188,7 +188,7 @@ def test_targets_match_untiled():
     ("vgg16", "block5_conv3", (96, 16)), ("vgg16", "block3_conv3", (20, 4))])
 def test_halo_by_hand(network, deepest, expected):
     """Counted by hand: +1 wrong position per conv, ⌈/2⌉ per pool; e.g. VGG19 block2_conv1: 2 → 1 → 2 at ½."""
-    assert tiling.halo(network, deepest) == expected
+    assert architecture.halo(network, deepest) == expected
 
 
 @pytest.mark.parametrize("length, tile", [(1, 16), (99, 40), (128, 64), (130, 16), (1000, 512), (4096, 512)])
