@@ -48,10 +48,12 @@ def untiled(recipe, params, content, style, image, adjust=None):
         with tf.compat.v1.Session(graph=graph, config=fast_config()) as session:
             content_targets = session.run({l: features[l] for l in recipe.content_layers}, {probe: content[None]})
             style_targets = session.run(grams, {probe: style[None]})
-            objective = losses.Objective(vgg, x, recipe, content_targets, style_targets)
+            objective = losses.Objective(vgg, x, recipe, content_targets, [losses.StyleTarget(1.0, style_targets)])
             objective.initialise(session)
-            feed = {x: image[None]} if adjust is None else {x: image[None], objective.adjust: adjust}
+            count = len(objective.names)  # the tiled objective always reports (content, style, tv), tv 0 if none
+            feed = {x: image[None]} if adjust is None else {x: image[None], objective.adjust: adjust[:count]}
             total, terms, gradient = session.run((objective.total, objective.terms, objective.gradient), feed)
+    terms = np.pad(terms, (0, 3 - count))
     return float(total), terms, gradient[0], content_targets, style_targets
 
 
