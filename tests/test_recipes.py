@@ -18,10 +18,6 @@ recipes.py shows up as a mismatch.
 import csv
 import dataclasses
 import functools
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,9 +30,8 @@ from legacy_nst.sizing import size_images
 from legacy_nst.transfer import Transfer, initial_image
 from numpy_vgg import IMAGENET_MEAN_BGR, NumpyVGG, Reference, caffe_preprocess, d_gram_hwc, single_threaded_blas
 from seed_code import seed000_loss, seed002_loss, seed003_loss, seed003_outer_loop, seed004_loss
+from support import CliRun, CliRuns
 
-ROOT = Path(__file__).resolve().parents[1]
-RUN_TRANSFER = ROOT / "run_transfer.py"
 ALL_RECIPES = ("preview", "tf-eager-blog", "hvass-vgg16", "keras-lbfgs", "keras-gd-noise", "gatys2016")
 
 
@@ -534,29 +529,22 @@ def _cli_processes(request, tmp_path_factory):
     content, style = directory / "content.png", directory / "style.png"
     Image.fromarray(_smooth(rng, (36, 48)).astype(np.uint8)).save(content)
     Image.fromarray(_smooth(rng, (40, 30)).astype(np.uint8)).save(style)
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    procs = {}
+    runs = CliRuns(workers=len(CLI_RUNS), timeout=600)
     for name, (fixture, extra) in CLI_RUNS.items():
         out = directory / name / "out.png"
         out.parent.mkdir()
-        cmd = [sys.executable, str(RUN_TRANSFER), "--recipe", name, "--weights",
-               str(request.getfixturevalue(fixture)), "--content", str(content), "--style", str(style),
-               "--size", "32", "--output", str(out), *extra]
-        procs[name] = (out, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                             env=env, cwd=directory))
-    yield procs
-    for _, proc in procs.values():
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        runs.submit(name, CliRun(["--recipe", name, "--weights", request.getfixturevalue(fixture), "--content", content,
+                                  "--style", style, "--size", "32", "--output", out, *extra], directory, output=out))
+    yield runs
+    runs.close()
 
 
 @pytest.fixture(scope="module")
 def cli_runs(_cli_processes):
     results = {}
-    for name, (out, proc) in _cli_processes.items():
-        stdout, stderr = proc.communicate(timeout=600)
-        results[name] = (out, proc.returncode, stdout, stderr)
+    for name in CLI_RUNS:
+        proc, run = _cli_processes.get(name)
+        results[name] = (run.output, proc.returncode, proc.stdout, proc.stderr)
     return results
 
 
