@@ -118,7 +118,8 @@ def prepare(job):
         scaled = dataclasses.replace(recipe, size=levels[resume.level].size)
         shape, _ = sized_shapes(scaled, content.shape, [s.shape for s in styles])
         checkpoints.check_matches(job.resume, resume, inputs, shape)
-    params = weights.load_weights(weights.resolve(recipe.network, job.weights), recipe.network, recipe.layers)
+    params = weights.load_weights_cached(weights.resolve(recipe.network, job.weights), recipe.network,
+                                         recipe.layers)
     fingerprint = dict(inputs, weights=checkpoints.weights_digest(params))
     if resume is not None:
         checkpoints.check_matches(job.resume, resume, fingerprint, shape)
@@ -132,7 +133,11 @@ def _same_file(a, b):
 
 def run(job, on_event=None):
     """The whole run. Returns a Result; raises UserError for bad input (before any heavy work)."""
-    plan = prepare(job)
+    return execute(prepare(job), on_event)
+
+
+def execute(plan, on_event=None):
+    """Run a prepared Plan (its outputs claimed while it works); returns the Result."""
     if plan.paths:
         plan.paths.claim()
     try:
