@@ -4,6 +4,7 @@ raise are turned into messages and exit codes by legacy_nst.cli, like the run's.
 import importlib
 
 COMMANDS = {
+    "batch": "run every job of a jobs file (sweeps of any field), here or on a Ray cluster, with a summary",
     "compare": "score an image against its content, style and a reference (SSIM, feature and Gram distances)",
     "report": "one static HTML page of the runs, figures and comparisons in a directory",
 }
