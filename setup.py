@@ -15,6 +15,6 @@ setup(
         "h5py>=3.9",
         "tqdm>=4.66",
     ],
-    extras_require={"test": ["pytest>=8", "hypothesis>=6.100", "keras>=3"]},
+    extras_require={"test": ["pytest>=8", "hypothesis>=6.100", "keras>=3"], "ray": ["ray>=2.10"]},
     entry_points={"console_scripts": ["legacy-nst=legacy_nst.cli:entry_point"]},
 )
