@@ -84,13 +84,15 @@ REDUCED = {
 # both are shown. name: (changes, label line, settings text, note on the as-source run, why).
 ADJUSTED = {
     "keras-gd-noise": (
-        dict(learning_rate=0.5, style_weight=1.0), "adjusted: step 0.5, lambda 1 (seed 0.01, 1e2)",
+        dict(learning_rate=0.5, style_weight=1.0, style_norm_size=()),
+        "adjusted: step 0.5, lambda 1, the photo's size in the style norm (seed 0.01, 1e2, 422 x 750)",
         "reduced: long side 256 (native), 150 steps (1500)",
         "seed's step: the image moves <= 15 grey levels RMS",
         "seed 004 divides the gradient by its RMS, so each step of 0.01 moves the image by exactly 0.01 RMS: "
         "at most 15 grey levels in 1500 steps (or 150 of 0.1), a faint texture on grey, whatever the weights; "
         "a step of 0.5 lets it travel, and with style layers from blocks 2-3 only, lambda 1e2 then lets the "
-        "style swamp the content (lambda 15 still did), lambda 1 balances them"),
+        "style swamp the content (lambda 15 still did), lambda 1 balances them once the style is divided by the "
+        "photo's own (3·H·W)² (the post's literal 422 x 750 weighs it 40 times less at 256 x 192)"),
 }
 
 

@@ -146,7 +146,7 @@ def prepare(job):
         shape, _ = sized_shapes(scaled, content.shape, [s.shape for s in styles], scales)
         checkpoints.check_matches(job.resume, resume, inputs, shape)
     path = weights.resolve(recipe.network, job.weights)
-    params = weights.load_weights(path, recipe.network, recipe.layers)
+    params = weights.load_weights_cached(path, recipe.network, recipe.layers)
     if job.normalise_on:  # before the digest: a checkpoint is tied to the network it was optimised through
         from .normalise import normalised_weights
         from .transfer import session_config
@@ -196,7 +196,11 @@ def _same_file(a, b):
 
 def run(job, on_event=None):
     """The whole run. Returns a Result; raises UserError for bad input (before any heavy work)."""
-    plan = prepare(job)
+    return execute(prepare(job), on_event)
+
+
+def execute(plan, on_event=None):
+    """Run a prepared Plan (its outputs claimed while it works); returns the Result."""
     if plan.paths:
         plan.paths.claim()
     try:

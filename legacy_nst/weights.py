@@ -467,3 +467,28 @@ def present_conv_layers(path, network):
     reader = _read_npz if Path(path).suffix == ".npz" else _read_h5
     present = set(reader(Path(path), [])[1])
     return list(itertools.takewhile(present.__contains__, conv_layers(network)))
+
+
+_LOADED = {}  # (file identity, network, deepest layer) -> params, newest last
+LOADED_MAX = 2  # a batch worker alternates between at most a VGG16 and a VGG19 file
+
+
+def load_weights_cached(path, network, layers):
+    """load_weights, remembered per process: a batch worker (or a notebook) running job after job reads a
+    weight file once, not once per run. The key is the file's identity (resolved path, inode, size,
+    modification time), so a replaced file is read again; the arrays are returned read-only, as they are
+    shared between runs."""
+    names = conv_layers(network)
+    stat = Path(path).stat()
+    key = (str(Path(path).resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns, network,
+           max(layers, key=names.index))
+    if key not in _LOADED:
+        params = load_weights(path, network, layers)
+        for arrays in params.values():
+            for array in arrays:
+                array.flags.writeable = False
+        _LOADED[key] = params
+        while len(_LOADED) > LOADED_MAX:
+            del _LOADED[next(iter(_LOADED))]
+    _LOADED[key] = _LOADED.pop(key)  # the newest entry last
+    return _LOADED[key]

@@ -5,6 +5,7 @@ import importlib
 
 COMMANDS = {
     "figure": "run one figure of Gatys, Ecker & Bethge (CVPR 2016) cell by cell and assemble its labelled sheet",
+    "batch": "run every job of a jobs file (sweeps of any field), here or on a Ray cluster, with a summary",
     "compare": "score an image against its content, style and a reference (SSIM, feature and Gram distances)",
     "report": "one static HTML page of the runs, figures and comparisons in a directory",
 }

@@ -1,0 +1,348 @@
+"""Batches (issue 12): the jobs file, the local runner (in this process and in worker processes), a real Ray
+cluster on 127.0.0.1, a worker killed mid-job, an interrupted batch that resumes, the summary.
+
+One jobs file of small jobs on the genuine partial VGG19 at 32 px: a 2 × 2 sweep over style weight × seed
+from noise, a longer "victim" job (the one killed or cut), a job whose loss overflows and one whose content
+is not an image. L-BFGS restarts every 5 evaluations, so every job checkpoints every 5 evaluations. The
+oracle is the same file run one job at a time in this process: every other mode must write the same image
+bytes and the same loss values (wall-clock seconds aside)."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from legacy_nst import Job, Output, Style, UserError, batch, jobsfile
+from support import ROOT, cli_command, run_main, write_pair
+
+# the "overflow" job's loss overflows float32 on purpose; the runner warns about its weighted terms
+pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+SMALL = ("sweep-style_weight=0.1-seed=1", "sweep-style_weight=0.1-seed=2", "sweep-style_weight=10.0-seed=1",
+         "sweep-style_weight=10.0-seed=2")
+DONE = ("victim",) + SMALL
+FAILING = {"overflow": "the loss became inf", "unreadable": "not an image"}
+VICTIM_EVALUATIONS = 150
+
+
+def jobs_toml(weights):
+    return f"""
+[defaults]
+recipe = "preview"
+weights = "{weights}"
+content = "content.png"
+style = "style.png"
+size = 32
+iterations = 20
+lbfgs_maxfun = 5
+init = "noise"
+
+[[job]]
+name = "victim"
+iterations = {VICTIM_EVALUATIONS}
+
+[[job]]
+name = "sweep"
+sweep = {{style_weight = [0.1, 10.0], seed = [1, 2]}}
+
+[[job]]
+name = "overflow"
+style_weight = 1e30
+
+[[job]]
+name = "unreadable"
+content = "notes.txt"
+"""
+
+
+@pytest.fixture(scope="module")
+def jobs_file(tmp_path_factory, real_weights):
+    folder = tmp_path_factory.mktemp("jobs")
+    write_pair(folder, shape=(24, 32))
+    (folder / "notes.txt").write_text("not an image\n")
+    path = folder / "jobs.toml"
+    path.write_text(jobs_toml(real_weights))
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(jobs_file, tmp_path_factory):
+    """The oracle: every job one by one in this process."""
+    out = tmp_path_factory.mktemp("reference")
+    outcomes = batch.run_jobs(jobsfile.load_jobs(jobs_file), out)
+    return out, {o.name: o for o in outcomes}
+
+
+def summary(out):
+    with open(out / "summary.csv", newline="") as f:
+        return {row["name"]: row for row in csv.DictReader(f)}
+
+
+def images_of(out, name):
+    return {p.name: p.read_bytes() for p in sorted((out / name).glob("*.png"))}
+
+
+def losses_of(out, name):
+    """The loss log without its wall-clock column."""
+    with open(out / name / f"{name}_losses.csv", newline="") as f:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
+
+
+def assert_same_outputs(out, reference_out):
+    for name in DONE:
+        assert images_of(out, name) == images_of(reference_out, name), name
+        assert losses_of(out, name) == losses_of(reference_out, name), name
+
+
+def kill_when_checkpointed(out, name, killed, signum=signal.SIGKILL, timeout=300):
+    """In a thread: once `name` has a checkpoint, kill the process that holds its outputs (its lock's pid)."""
+    checkpoint = out / name / f"{name}.checkpoint.npz"
+    lock = out / name / f".{name}.png.lock"
+
+    def watch():
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if checkpoint.is_file() and lock.is_file():
+                try:
+                    pid = int(lock.read_text() or 0)
+                except (OSError, ValueError):
+                    pid = 0
+                if pid and pid != os.getpid():
+                    os.kill(pid, signum)
+                    killed.append(pid)
+                    return
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+# ------------------------------------------------------------------------------ the jobs file
+
+def test_the_issue_example_expands_the_sweep_with_paths_relative_to_the_file(tmp_path):
+    (tmp_path / "images").mkdir()
+    content, style = write_pair(tmp_path / "images")
+    (tmp_path / "w.npz").write_bytes(b"")
+    (tmp_path / "jobs.toml").write_text("""
+[defaults]
+recipe = "preview"
+weights = "w.npz"
+size = 64
+[sweep]
+style_weight = [0.1, 1.0]
+seed = [1, 2]
+[[job]]
+name = "tubingen-starry"
+content = "images/content.png"
+style = ["images/style.png"]
+""")
+    jobs = jobsfile.load_jobs(tmp_path / "jobs.toml")
+    assert [j.name for j in jobs] == [f"tubingen-starry-style_weight={w}-seed={s}"
+                                      for w in ("0.1", "1.0") for s in (1, 2)]
+    assert [(j.overrides, j.seed) for j in jobs] == [({"size": 64, "style_weight": w}, s)
+                                                     for w in (0.1, 1.0) for s in (1, 2)]
+    job = jobs[0]
+    assert (job.recipe, job.content, job.weights) == ("preview", str(content), str(tmp_path / "w.npz"))
+    assert job.styles == (Style(str(style), 1.0),)
+
+
+def test_json_lines_a_job_per_line_with_its_own_sweep(tmp_path):
+    content, style = write_pair(tmp_path)
+    lines = [{"content": "content.png", "style": "style.png", "recipe": "preview", "scales": "32,48"},
+             {"name": "b", "content": "content.png", "styles": ["style.png", "style.png"],
+              "style_blend_weights": [1, 3], "style_layers": ["conv1_1", "conv2_1"],
+              "sweep": {"content_weight": [1, 2]}}]
+    (tmp_path / "jobs.jsonl").write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    a, b1, b2 = jobsfile.load_jobs(tmp_path / "jobs.jsonl")
+    assert a.name == "content-style" and [l.size for l in a.schedule] == [32, 48]
+    assert (b1.name, b2.name) == ("b-content_weight=1", "b-content_weight=2")
+    assert [s.weight for s in b1.styles] == [1.0, 3.0]
+    assert b2.overrides == {"style_layers": ("conv1_1", "conv2_1"), "content_weight": 2.0}
+    assert b2.resolved_recipe().style_layers == ("block1_conv1", "block2_conv1")
+
+
+def test_every_bad_entry_is_reported_with_file_entry_and_key(tmp_path, capsys):
+    write_pair(tmp_path)
+    path = tmp_path / "jobs.toml"
+    path.write_text("""
+[defaults]
+recipe = "previeww"
+[sweep]
+seed = 3
+style_weight = [0.1, "much"]
+[[job]]
+name = "a"
+content = "content.png"
+style = "style.png"
+sizee = 64
+[[job]]
+name = "b"
+content = "missing.png"
+style = "style.png"
+iterations = 5.5
+[[job]]
+name = "c"
+content = "content.png"
+style = "style.png"
+recipe = "preview"
+tv_weight = 1.0
+[[job]]
+name = "a"
+content = "content.png"
+style = "style.png"
+""")
+    with pytest.raises(jobsfile.JobsFileError) as caught:
+        jobsfile.load_jobs(path)
+    problems = caught.value.problems
+    expected = [("[sweep]", "seed: a sweep needs a non-empty list"),
+                ("[sweep]", "style_weight='much': expected float"),
+                ("[defaults]", "recipe: unknown recipe 'previeww'; did you mean preview?"),
+                ("job 1 (a)", "sizee: unknown key; did you mean size?"),
+                ("job 2 (b)", f"content: no such file {tmp_path / 'missing.png'}"),
+                ("job 2 (b)", "iterations='5.5': expected int"),
+                ("job 3 (c)", "tv_weight"),
+                ("job 4 (a)", "name: a is also the name of job 1 (a)")]
+    assert len(problems) == len(expected), problems
+    for (entry, text), line in zip(expected, problems):
+        assert line.startswith(f"{path}: {entry}: ") and text in line, line
+    code, out, err = run_main(["batch", path, "--out", tmp_path / "out"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == len(expected)
+    assert not (tmp_path / "out").exists()  # nothing ran
+
+
+def test_ray_missing_says_how_to_install_it(jobs_file, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    code, out, err = run_main(["batch", jobs_file, "--out", tmp_path, "--ray"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "pip install -e '.[ray]'" in err, (out, err)
+
+
+# ------------------------------------------------------------------------------ running
+
+def test_local_one_by_one_records_failures_and_goes_on(reference, jobs_file):
+    out, outcomes = reference
+    rows = summary(out)
+    assert list(rows) == ["victim"] + list(SMALL) + list(FAILING)  # every job, in the file's order
+    for name in DONE:
+        assert rows[name]["status"] == "done" and outcomes[name].status == "done"
+        assert float(rows[name]["final_total"]) == outcomes[name].result.history[-1]["total"]
+        assert (out / name / f"{name}.png").is_file() and (out / name / f"{name}.checkpoint.npz").is_file()
+        assert rows[name]["where"] == f"{os.uname().nodename}:{os.getpid()}"
+    assert int(rows["victim"]["evaluations"]) >= VICTIM_EVALUATIONS
+    for name, reason in FAILING.items():
+        assert rows[name]["status"] == "failed" and reason in rows[name]["reason"], rows[name]
+    assert outcomes["overflow"].stopped == "non-finite"
+    # the sweep did sweep: seeds give different images, style weights different losses
+    first = images_of(out, SMALL[0])[f"{SMALL[0]}.png"]
+    assert first != images_of(out, SMALL[1])[f"{SMALL[1]}.png"]
+    assert rows[SMALL[0]]["final_total"] != rows[SMALL[2]]["final_total"]
+    # the result is what `run(job)` alone gives (the summary's number is the run's own)
+    alone = batch.run_jobs([Job(content=str(jobs_file.parent / "content.png"),
+                                styles=[str(jobs_file.parent / "style.png")], recipe="preview", seed=2,
+                                weights=jobsfile.load_jobs(jobs_file)[0].weights, name="alone",
+                                overrides={"size": 32, "iterations": 20, "lbfgs_maxfun": 5, "init": "noise",
+                                           "style_weight": 0.1},
+                                output=Output(str(out / "alone.png")))], out / "alone-batch")
+    assert alone[0].output == str(out / "alone.png")  # a preset output path is kept
+    assert (out / "alone.png").read_bytes() == images_of(out, SMALL[1])[f"{SMALL[1]}.png"]
+
+
+def test_two_worker_processes_survive_a_killed_worker_with_identical_outputs(reference, jobs_file, tmp_path):
+    killed = []
+    watcher = kill_when_checkpointed(tmp_path, "victim", killed)
+    outcomes = {o.name: o for o in batch.run_jobs(jobsfile.load_jobs(jobs_file), tmp_path, workers=2)}
+    watcher.join(timeout=1)
+    assert killed, "the victim finished before it could be killed"
+    victim = outcomes["victim"]
+    assert victim.status == "done" and victim.attempts == 2 and victim.resumed_from > 0, victim.record()
+    assert str(killed[0]) not in victim.where  # the retry ran in a new worker process
+    assert {o.where for o in outcomes.values()} - {victim.where}  # two workers shared the jobs
+    assert all(outcomes[name].status == "done" for name in DONE)
+    assert not list(tmp_path.rglob("*.part*")), "a killed writer's temporary files are cleaned up"
+    assert_same_outputs(tmp_path, reference[0])
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    import ray  # installed by the test extras (.ci/run: pip install -e .[test,ray])
+
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # nothing leaves 127.0.0.1
+    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
+             log_to_driver=False, logging_level="WARNING",
+             runtime_env={"py_modules": [str(ROOT / "legacy_nst")]})
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_cluster_survives_a_killed_worker_with_identical_outputs(ray_cluster, reference, jobs_file, tmp_path):
+    killed = []
+    watcher = kill_when_checkpointed(tmp_path, "victim", killed)
+    outcomes = {o.name: o for o in batch.run_jobs(jobsfile.load_jobs(jobs_file), tmp_path, ray_address="auto")}
+    watcher.join(timeout=1)
+    assert killed, "the victim finished before it could be killed"
+    victim = outcomes["victim"]
+    assert victim.status == "done" and victim.attempts == 2 and victim.resumed_from > 0, victim.record()
+    node = ray_cluster.get_runtime_context().get_node_id()[:8]
+    assert all(outcomes[n].where.startswith(f"ray node {node} ") for n in DONE)
+    assert all(outcomes[name].status == "done" for name in DONE)
+    assert [outcomes[n].status for n in FAILING] == ["failed", "failed"]
+    assert_same_outputs(tmp_path, reference[0])
+
+
+def test_an_interrupted_batch_resumes_where_it_was_cut(reference, jobs_file, tmp_path, capsys):
+    """Ctrl-C on the driver of `batch --workers 2`: finished jobs are kept, the victim keeps its checkpoint;
+    the same command again (here one by one, in this process) skips the done jobs and resumes the victim."""
+    argv = cli_command("batch", jobs_file, "--out", tmp_path, "--workers", "2")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    with open(tmp_path / "stderr1.txt", "w") as err:
+        driver = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+        checkpoint = tmp_path / "victim" / "victim.checkpoint.npz"
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and driver.poll() is None and not (
+                checkpoint.is_file() and any(r["status"] == "done" for r in summary(tmp_path).values())):
+            time.sleep(0.05)
+        driver.send_signal(signal.SIGINT)
+        out, _ = driver.communicate(timeout=120)
+    assert driver.returncode == 130, (out, (tmp_path / "stderr1.txt").read_text())
+    first = summary(tmp_path)
+    assert first["victim"]["status"] == "interrupted" and checkpoint.is_file()
+    done_first = {n for n, row in first.items() if row["status"] == "done"}
+    assert done_first and (tmp_path / "victim" / "victim.partial.png").is_file()
+    code, out, err = run_main(["batch", jobs_file, "--out", tmp_path], capsys)
+    assert code == 1, err  # the two failing jobs fail again
+    assert f"{len(DONE) + len(FAILING)} jobs: {len(DONE)} done ({len(done_first)} by an earlier run), 2 failed" in out
+    records = {r["name"]: r for r in json.loads((tmp_path / "summary.json").read_text())["jobs"]}
+    assert {n for n, r in records.items() if r["skipped"]} == done_first
+    assert records["victim"]["status"] == "done" and records["victim"]["resumed_from"] > 0
+    assert not (tmp_path / "victim" / "victim.partial.png").exists()
+    assert_same_outputs(tmp_path, reference[0])
+
+
+def test_duplicate_names_and_bad_workers_are_refused(tmp_path):
+    job = Job(name="same")
+    with pytest.raises(UserError, match="two jobs are named 'same'"):
+        batch.run_jobs([job, job], tmp_path)
+    with pytest.raises(UserError, match="--workers 0"):
+        batch.run_jobs([job], tmp_path, workers=0)
+
+
+def test_a_worker_reads_a_weight_file_once_until_it_changes(real_weights, tmp_path, monkeypatch):
+    from legacy_nst import weights
+
+    copy = tmp_path / "w.npz"
+    copy.write_bytes(real_weights.read_bytes())
+    reads = []
+    original = weights.load_weights
+    monkeypatch.setattr(weights, "load_weights", lambda *a: reads.append(a) or original(*a))
+    first = weights.load_weights_cached(copy, "vgg19", ["block2_conv1"])
+    again = weights.load_weights_cached(str(copy), "vgg19", ["block1_conv2", "block2_conv1"])  # same depth
+    assert again is first and len(reads) == 1
+    assert not first["block1_conv1"][0].flags.writeable  # shared between runs: nobody may change them
+    deeper = weights.load_weights_cached(copy, "vgg19", ["block3_conv1"])
+    assert len(reads) == 2 and set(deeper) > set(first)
+    os.utime(copy, ns=(0, 0))  # the file changed (its modification time)
+    assert weights.load_weights_cached(copy, "vgg19", ["block2_conv1"]) is not first and len(reads) == 3
