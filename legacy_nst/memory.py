@@ -69,14 +69,13 @@ def estimate_bytes(network, layers, height, width, optimizer, tiled_tile=None, c
                    bounds=False):
     """Peak resident bytes of a run on a height × width image whose losses read `layers`.
 
-    optimizer: lbfgs | adam | descent (gd) | None (the objective alone); bounds: L-BFGS-B with pixel
+    optimizer: lbfgs | adam | descent | None (the objective alone); bounds: L-BFGS-B with pixel
     bounds; content_layers: the layers whose full feature maps are held as targets (default: the deepest);
     tiled_tile: the tile size of a TiledObjective, None for the untiled Objective."""
     deepest = max(layers, key=lambda name: layer_depth(network, name))
     content_layers = (deepest,) if content_layers is None else content_layers
     pixels = height * width
-    kind = {"gd": "descent"}.get(optimizer, optimizer)
-    kind = "lbfgs+bounds" if kind == "lbfgs" and bounds else kind
+    kind = "lbfgs+bounds" if optimizer == "lbfgs" and bounds else optimizer
     total = (BASE + WEIGHT_COPIES * weight_bytes(network, deepest)
              + sum(feature_bytes(network, layer, height, width) for layer in content_layers)
              + OPTIMISER_VECTORS[kind] * 8 * 3 * pixels)

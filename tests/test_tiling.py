@@ -13,7 +13,8 @@ import tensorflow as tf
 
 from legacy_nst import architecture, losses, recipes, tiling, weights
 from legacy_nst.errors import UserError
-from legacy_nst.network import VGG, layer_depth
+from legacy_nst.architecture import layer_depth
+from legacy_nst.network import VGG
 
 RTOL = 2e-5  # measured: the relative errors are 1e-7 .. 3e-6 (float32 sums in another order)
 

@@ -22,7 +22,7 @@ from PIL import Image
 
 from legacy_nst import weights
 from legacy_nst.errors import UserError
-from legacy_nst.network import conv_layers, conv_shapes
+from legacy_nst.architecture import conv_layers, conv_shapes
 
 REAL_MD5 = "0aac8661d54724f64a072308c61aa7b3"  # /work/shared/weights/README.md
 PREVIEW_LAYERS = ["block3_conv2", "block1_conv1", "block2_conv1", "block3_conv1"]
