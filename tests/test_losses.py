@@ -50,12 +50,13 @@ def np_style(gx, gs, form, scale):
     return (d.mean() if form == "mean" else d.sum()) * scale
 
 
-def np_scale(kind, layer_shape, image_shape):
+def np_scale(kind, layer_shape, image_shape, literal=()):
     if kind == "layer":  # paper: 1 / (4 N² M²), N channels, M = H·W of the layer
         _, h, w, n = layer_shape
         return 1.0 / (4.0 * n**2 * (h * w) ** 2)
-    if kind == "image":  # seeds 003/004: channels = 3, size = rows · cols of the image
+    if kind == "image":  # seeds 003/004: channels = 3, size = rows · cols of the image (seed 004: its literal)
         _, rows, cols, _ = image_shape
+        rows, cols = literal or (rows, cols)
         channels, size = 3, rows * cols
         return 1.0 / (4.0 * channels**2 * size**2)
     return 1.0
@@ -87,7 +88,7 @@ def np_objective(recipe, fx, fc, style_grams, x):
                   for l, w in zip(recipe.content_layers, np_layer_weights(recipe.content_layers,
                                                                          recipe.content_layer_weights)))
     style = sum(w * np_style(np_gram(fx[l], recipe.gram_norm), style_grams[l], recipe.style_form,
-                             np_scale(recipe.style_norm, fx[l].shape, x.shape))
+                             np_scale(recipe.style_norm, fx[l].shape, x.shape, recipe.style_norm_size))
                 for l, w in zip(recipe.style_layers, np_layer_weights(recipe.style_layers,
                                                                      recipe.style_layer_weights)))
     style_weight = recipe.style_weight * (recipe.style_weight if recipe.style_weight_twice else 1.0)
@@ -218,7 +219,7 @@ class Built:
             self.image = tf.compat.v1.placeholder(tf.float32, (1,) + shape)
             self.objective = losses.Objective(
                 self.vgg, self.image, recipe, {l: self.content_features[l] for l in recipe.content_layers},
-                {l: g.astype(np.float32) for l, g in self.style_grams.items()})
+                [losses.StyleTarget(1.0, {l: g.astype(np.float32) for l, g in self.style_grams.items()})])
             self.objective.initialise(self.session)
 
     def features(self, image):
