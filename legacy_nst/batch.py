@@ -273,8 +273,8 @@ class _Processes:
         self.busy[process] = (connection, task)
 
     def wait(self, timeout=POLL):
-        connections = {connection: process for process, (connection, _) in self.busy.items()}
-        ready = multiprocessing.connection.wait(list(connections) + [p.sentinel for p in self.busy], timeout)
+        waited = [connection for connection, _ in self.busy.values()] + [p.sentinel for p in self.busy]
+        ready = multiprocessing.connection.wait(waited, timeout)
         finished = []
         for process in [p for p in self.busy if p.sentinel in ready or self.busy[p][0] in ready]:
             connection, task = self.busy.pop(process)
