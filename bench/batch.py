@@ -66,12 +66,13 @@ def child(args):
         print(json.dumps({"outcome": outcome.record()}))
         return
     if args.child == "ray":
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # on 127.0.0.1 only (see batch._Ray)
+        os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
         import ray
 
-        os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
         began = time.perf_counter()
-        ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
-                 logging_level="WARNING", runtime_env={"py_modules": [str(ROOT / "legacy_nst")]})
+        ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level="WARNING",
+                 runtime_env={"py_modules": [str(ROOT / "legacy_nst")]})
         extra["cluster_start"] = time.perf_counter() - began
     outcomes = batch.run_jobs(jobs, args.out, workers=args.workers if args.child == "workers" else 1,
                               ray_address="auto" if args.child == "ray" else None)

@@ -340,6 +340,12 @@ class _Ray:
     """Tasks on a Ray cluster; as many in flight as it has room for (or `slots`)."""
 
     def __init__(self, address, cpus_per_job, slots=None):
+        if address == "local":
+            # a one-machine cluster on 127.0.0.1, not this host's network address (ray.init's
+            # _node_ip_address="127.0.0.1" is replaced by that address): Ray's single-node mode, read when
+            # ray is imported; and no usage report sent anywhere
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         try:
             import ray
         except ImportError:
@@ -350,11 +356,7 @@ class _Ray:
             options = {"include_dashboard": False, "logging_level": "WARNING", "log_to_driver": False,
                        # the driver's own copy of the package runs on every node
                        "runtime_env": {"py_modules": [os.path.dirname(os.path.abspath(__file__))]}}
-            if address == "local":  # a throwaway one-machine cluster on the loopback address
-                os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-                options.update(address="local", _node_ip_address="127.0.0.1")
-            else:
-                options["address"] = address
+            options["address"] = address
             handler = signal.getsignal(signal.SIGTERM)
             try:
                 ray.init(**options)
