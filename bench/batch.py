@@ -20,6 +20,8 @@ Per job, from the Outcome timings (legacy_nst.batch.attempt): start-up = the Ten
 job that paid it and averaged over all jobs; prepare = inputs, checkpoint and weights (read once per process,
 then weights.load_weights_cached); graph = building the graph, the session and the targets; optimise =
 the evaluations; write = result image, losses and settings. Throughput = jobs / wall seconds of the mode.
+CPU s/job (the process CPU seconds of each attempt) is shown beside the wall times, as other work on a
+shared machine inflates the wall times of whichever mode it overlaps.
 Every mode's result images are compared byte for byte with the inline mode's. Writes --json.
 """
 import argparse
@@ -64,12 +66,13 @@ def child(args):
         print(json.dumps({"outcome": outcome.record()}))
         return
     if args.child == "ray":
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # on 127.0.0.1 only (see batch._Ray)
+        os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
         import ray
 
-        os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
         began = time.perf_counter()
-        ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
-                 logging_level="WARNING", runtime_env={"py_modules": [str(ROOT / "legacy_nst")]})
+        ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level="WARNING",
+                 runtime_env={"py_modules": [str(ROOT / "legacy_nst")]})
         extra["cluster_start"] = time.perf_counter() - began
     outcomes = batch.run_jobs(jobs, args.out, workers=args.workers if args.child == "workers" else 1,
                               ray_address="auto" if args.child == "ray" else None)
@@ -142,9 +145,9 @@ def main():
     print(f"\n{jobs} jobs (preview, {args.size} px, {args.iterations} evaluations, partial VGG19), "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end, {platform.processor() or ''}")
     header = ("| mode | wall s | jobs/min | start-up | prepare | graph | optimise | write | overhead | "
-              "same bytes |")
+              "CPU s/job | same bytes |")
     print(header)
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for mode, m in measured.items():
         per = {phase: sum(o["timings"].get(phase, 0.0) for o in m["outcomes"]) / jobs for phase in PHASES}
         overhead = sum(per[phase] for phase in PHASES if phase != "optimise")
@@ -154,8 +157,11 @@ def main():
         print(f"| {label} | {m['wall']:.1f} | {60 * jobs / m['wall']:.1f} | "
               + " | ".join(f"{per[phase]:.2f}" for phase in PHASES)
               + f" | {overhead:.2f} ({overhead / (overhead + per['optimise']):.0%}) | "
+              f"{sum(o['timings'].get('cpu', 0.0) for o in m['outcomes']) / jobs:.2f} | "
               f"{'yes' if m['identical'] else 'NO'} |")
-    print("(seconds per job, averaged over the jobs; overhead = all but optimise, and its share of the job's time)")
+    print("(wall seconds per job, averaged over the jobs; overhead = all but optimise, and its share of the job's "
+          "time; CPU s/job = the process CPU time of each job's attempt, TensorFlow import included, "
+          "interpreter start not)")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"args": vars(args), "measured": measured}, indent=1, default=str))
 

@@ -13,8 +13,8 @@ processes) or as tasks on a Ray cluster, and keeps a summary of every job.
   where it ran, attempts) and are rewritten, atomically, after every job.
 - Local workers are processes (TensorFlow sessions in threads would share one thread pool), started once:
   each imports TensorFlow once and keeps the weights it read (weights.load_weights_cached), and runs with
-  TF_NUM_INTRAOP_THREADS = cores // workers. The same job gives the same bytes in any mode: the result
-  does not depend on the number of threads (tests/test_batch.py compares them).
+  TF_NUM_INTRAOP_THREADS = OMP_NUM_THREADS = cores // workers. The same job gives the same bytes in any
+  mode: the result does not depend on the number of threads (tests/test_batch.py compares them).
 - Ray: each job is one task asking for `cpus_per_job` CPUs (or one GPU, for device "gpu", or "auto" on a
   cluster with GPUs). Tasks write through the same code into `out_dir`, so `out_dir` and the inputs must
   be on a filesystem every node sees (a node that cannot see `out_dir` fails the job saying so); the
@@ -51,6 +51,7 @@ SUMMARY_COLUMNS = ("name", "status", "reason", "evaluations", "final_total", "se
                    "resumed_from", "output")
 CHECKPOINTS_PER_JOB = 4  # save_every = budget / this, for jobs whose recipe source saves nothing
 INTERRUPT_GRACE = 60.0  # seconds running jobs get to keep their partial image and records after Ctrl-C
+THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS")  # per worker: cores // workers
 POLL = 0.5  # seconds between looks at the workers (a result wakes the driver at once)
 RAY_INSTALL = "--ray needs Ray, which is not installed: pip install -e '.[ray]' (or pip install 'ray>=2.10')"
 
@@ -71,7 +72,7 @@ class Outcome:
     resumed_from: int = 0  # evaluations its last attempt found in the checkpoint (0: started afresh)
     output: str = ""  # the result image's path
     files: dict = dataclasses.field(default_factory=dict)  # kind -> path written (Result.files)
-    timings: dict = dataclasses.field(default_factory=dict)  # startup, prepare, build, optimise, finish (s)
+    timings: dict = dataclasses.field(default_factory=dict)  # startup, prepare, build, optimise, finish, cpu (s)
     skipped: bool = False  # done by an earlier call with the same settings: not run again
     key: str = ""  # digest of the job's settings (what "the same job" means for skipping)
     result: object = dataclasses.field(default=None, repr=False)  # the Result (None when skipped)
@@ -112,7 +113,7 @@ def _warm():
 
 def attempt(job, where=""):
     """Run one job once, continuing its own checkpoint if one exists; never raises for a job's problem."""
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     timings = {"startup": _warm()}
     paths = OutputPaths(job.output.path)
     resumed = os.path.isfile(paths.checkpoint)
@@ -157,6 +158,7 @@ def attempt(job, where=""):
             result.stopped, "failed")
         outcome.reason = result.message
     outcome.seconds = time.perf_counter() - start
+    timings["cpu"] = time.process_time() - cpu  # this process's CPU seconds (all its threads): load-proof
     return outcome
 
 
@@ -205,7 +207,7 @@ class _Inline:
         pass
 
 
-def _worker_main(connection, threads):
+def _worker_main(connection):
     """A local worker process: TensorFlow imported once, then one job per message until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle: it sends SIGTERM
 
@@ -213,15 +215,18 @@ def _worker_main(connection, threads):
         raise runner.Terminated()
 
     signal.signal(signal.SIGTERM, on_sigterm)
-    os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads)  # read once, when TensorFlow starts
     try:
+        cpu = time.process_time()
         startup = _warm()
+        startup_cpu = time.process_time() - cpu
         while True:
             job = connection.recv()
             if job is None:
                 return
             outcome = attempt(job)
-            outcome.timings["startup"], startup = startup, 0.0  # the import is the first job's overhead
+            outcome.timings["startup"] = startup  # the import is the first job's overhead
+            outcome.timings["cpu"] += startup_cpu
+            startup = startup_cpu = 0.0
             connection.send(outcome)
     except (runner.Terminated, EOFError, BrokenPipeError):
         return
@@ -239,8 +244,22 @@ class _Processes:
 
     def _start(self):
         ours, theirs = self.context.Pipe()
-        process = self.context.Process(target=_worker_main, args=(theirs, self.threads), daemon=True)
-        process.start()
+        process = self.context.Process(target=_worker_main, args=(theirs,), daemon=True)
+        # Each worker's thread pools get its share of the cores, read once when the libraries load (before
+        # any code of ours runs in the child): TensorFlow's intra-op pool, and OpenMP/OpenBLAS', which
+        # otherwise spin 2 threads per worker: 12 jobs at 64 px, 2 workers on 2 cores, took 2.8 CPU s
+        # per job without OMP_NUM_THREADS=1 and 2.1 with it (bench/batch.py; Ray sets it for its tasks).
+        threads = str(self.threads)
+        saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+        os.environ.update(dict.fromkeys(THREAD_VARIABLES, threads))
+        try:
+            process.start()  # spawn: the child gets the environment as it is now
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name)
+                else:
+                    os.environ[name] = value
         theirs.close()
         return process, ours
 
@@ -254,8 +273,8 @@ class _Processes:
         self.busy[process] = (connection, task)
 
     def wait(self, timeout=POLL):
-        connections = {connection: process for process, (connection, _) in self.busy.items()}
-        ready = multiprocessing.connection.wait(list(connections) + [p.sentinel for p in self.busy], timeout)
+        waited = [connection for connection, _ in self.busy.values()] + [p.sentinel for p in self.busy]
+        ready = multiprocessing.connection.wait(waited, timeout)
         finished = []
         for process in [p for p in self.busy if p.sentinel in ready or self.busy[p][0] in ready]:
             connection, task = self.busy.pop(process)
@@ -321,6 +340,12 @@ class _Ray:
     """Tasks on a Ray cluster; as many in flight as it has room for (or `slots`)."""
 
     def __init__(self, address, cpus_per_job, slots=None):
+        if address == "local":
+            # a one-machine cluster on 127.0.0.1, not this host's network address (ray.init's
+            # _node_ip_address="127.0.0.1" is replaced by that address): Ray's single-node mode, read when
+            # ray is imported; and no usage report sent anywhere
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         try:
             import ray
         except ImportError:
@@ -331,11 +356,7 @@ class _Ray:
             options = {"include_dashboard": False, "logging_level": "WARNING", "log_to_driver": False,
                        # the driver's own copy of the package runs on every node
                        "runtime_env": {"py_modules": [os.path.dirname(os.path.abspath(__file__))]}}
-            if address == "local":  # a throwaway one-machine cluster on the loopback address
-                os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-                options.update(address="local", _node_ip_address="127.0.0.1")
-            else:
-                options["address"] = address
+            options["address"] = address
             handler = signal.getsignal(signal.SIGTERM)
             try:
                 ray.init(**options)
@@ -357,7 +378,7 @@ class _Ray:
     def submit(self, task):
         gpu = task.job.device == "gpu" or (task.job.device == "auto" and self.gpus)
         options = {"num_cpus": 1 if gpu else self.cpus, "num_gpus": 1 if gpu else 0, "max_retries": 0,
-                   "runtime_env": {"env_vars": {"TF_NUM_INTRAOP_THREADS": str(self.cpus)}}}
+                   "runtime_env": {"env_vars": dict.fromkeys(THREAD_VARIABLES, str(self.cpus))}}
         self.refs[self.remote.options(**options).remote(task.job)] = task
 
     def wait(self, timeout=POLL):

@@ -268,12 +268,15 @@ def test_two_worker_processes_survive_a_killed_worker_with_identical_outputs(ref
 
 @pytest.fixture(scope="module")
 def ray_cluster():
+    # Nothing but 127.0.0.1: Ray's single-node mode (read when ray is imported; ray.init's
+    # _node_ip_address="127.0.0.1" alone is replaced by this host's network address), no usage report.
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     import ray  # installed by the test extras (.ci/run: pip install -e .[test,ray])
 
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # nothing leaves 127.0.0.1
-    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
-             log_to_driver=False, logging_level="WARNING",
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING",
              runtime_env={"py_modules": [str(ROOT / "legacy_nst")]})
+    assert [node["NodeManagerAddress"] for node in ray.nodes()] == ["127.0.0.1"]
     yield ray
     ray.shutdown()
 
