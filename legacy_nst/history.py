@@ -22,6 +22,7 @@ class Tracker:
             self.grid_interval = max(1, recipe.iterations // grid_cells)
         self.snapshots = []
         self.best_total, self.best_image, self.last_image = math.inf, None, None
+        self.best_measured = None  # the image the best loss was measured on: what a stopped run keeps
         self._measured = None  # the last measured image
         self._best_pending = False  # the best step's update is still to come (best_image_after_update)
 
@@ -33,6 +34,7 @@ class Tracker:
         self._best_pending = False
         if evaluation.total < self.best_total:
             self.best_total, self.best_image = evaluation.total, evaluation.image
+            self.best_measured = evaluation.image
             self._best_pending = self.recipe.best_image_after_update
         return True
 
@@ -54,12 +56,13 @@ class Tracker:
         """(JSON-able meta, arrays) to continue tracking after a resume (stored in checkpoints)."""
         return ({"best_total": self.best_total, "snapshots": [label for label, _ in self.snapshots]},
                 {"best_image": self.best_image, "last_image": self.last_image, "measured_image": self._measured,
+                 "best_measured": self.best_measured,
                  **{f"snapshot_{i}": image for i, (_, image) in enumerate(self.snapshots)}})
 
     def restore(self, meta, arrays):
         self.best_total = meta["best_total"]
         self.best_image, self.last_image = arrays.get("best_image"), arrays.get("last_image")
-        self._measured = arrays.get("measured_image")
+        self._measured, self.best_measured = arrays.get("measured_image"), arrays.get("best_measured")
         self.snapshots = [(label, arrays[f"snapshot_{i}"]) for i, label in enumerate(meta["snapshots"])]
 
 

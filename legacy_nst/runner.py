@@ -264,9 +264,10 @@ class _Execution:
         if stopped != "finished":
             message = self._keep_partial(stopped, message)
         tracker = self.tracker
-        image = self.previous if stopped == "finished" else None
         best = tracker.best_image if tracker and tracker.best_image is not None else self.previous
-        image, best = self._present(image if image is not None else best), self._present(best)
+        safe = tracker.best_measured if tracker and tracker.best_measured is not None else self.previous
+        image = self.previous if stopped == "finished" else safe  # a stopped run returns what it kept
+        image, best = self._present(image), self._present(best)
         return Result(recipe=plan.recipe, image=image, best_image=best,
                       best_total=tracker.best_total if tracker else math.inf, history=self.rows,
                       evaluations=self.evaluations, seconds=time.perf_counter() - start, stopped=stopped,
@@ -393,7 +394,8 @@ class _Execution:
         """Save the best image so far as the partial result; returns the message with where it went."""
         paths = self.plan.paths
         tracker = self.tracker
-        best = tracker.best_image if tracker is not None and tracker.best_image is not None else self.previous
+        # the image whose finite loss was measured (a best step's update may be what made the loss explode)
+        best = tracker.best_measured if tracker is not None and tracker.best_measured is not None else self.previous
         if paths is None:
             return message
         notes = [message]

@@ -128,7 +128,7 @@ def test_list_recipes_shows_the_budget_a_user_understands(capsys):
     assert code == 0
     lines = {line.split()[0]: line for line in out.splitlines()[1:]}
     assert "1000 evals" in lines["gatys2016"] and "120 evals" in lines["preview"]
-    assert "10×15 evals" in lines["keras-lbfgs"] and "1000 steps" in lines["tf-eager-blog"]
+    assert "20×15 evals" in lines["keras-lbfgs"] and "1000 steps" in lines["tf-eager-blog"]
 
 
 def test_tv_weight_on_a_recipe_without_tv_is_refused(pair, vgg19_h5, tmp_path, capsys):
@@ -159,8 +159,9 @@ def test_fields_are_parsed_by_their_annotations():
         recipes.parse_field("size", "big")
 
 
-@pytest.mark.parametrize("flag, hint", [("--original-colors", "--preserve-colors"), ("--width", "--size"),
-                                        ("--num-iterations", "--iterations"), ("--style-scale", "style")])
+@pytest.mark.parametrize("flag, hint", [("--original_colors", "--preserve-colors"), ("--width", "--size"),
+                                        ("--num-iterations", "--iterations"), ("--style-scales", "--style-scale"),
+                                        ("--initial-noiseblend", "--init-noise-blend")])
 def test_flags_from_other_tools_get_a_hint(flag, hint, capsys):
     code, _, err = run_main([flag, "1"], capsys)
     assert code == 2 and flag in err and hint in err and err.count("\n") == 1

@@ -301,10 +301,11 @@ def test_show_recipe_prints_every_field(capsys):
     for line in out.splitlines():
         if line.strip():
             name = line.split()[0]
-            shown[name] = line[len(name):].strip()
+            shown[name] = line[len(name):].split("   (--corrected: ")[0].strip()
     for field in dataclasses.fields(recipe):
         assert field.name in shown, f"--show-recipe does not print {field.name}"
         assert shown[field.name] == str(getattr(recipe, field.name)).strip(), field.name
+    assert "(--corrected: round)" in next(line for line in out.splitlines() if line.startswith("save_cast"))
     assert "seed 003" in shown["source"] and "style_weight_twice" in shown["quirks"]
 
 
