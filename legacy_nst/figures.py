@@ -381,7 +381,7 @@ def finished_cells(figure, out_dir):
 class Outcome:
     records: dict  # {cell name: its NAME.json} of every finished cell, earlier runs' included
     failed: dict  # {cell name: message} of cells whose loss became non-finite (the figure went on)
-    stopped: object = None  # the Result of the cell that stopped the figure (interrupted, terminated, ...)
+    stopped: object = None  # the batch Outcome of the first cell an interrupt cut (or never started)
 
 
 CSV_COLUMNS = ("row", "column", "cell", "status", "content_layers", "style_layers", "content_weight",
@@ -463,14 +463,16 @@ def write_outputs(figure, out_dir, outcome, subtitle="", reference=None):
     return table, path
 
 
-def render(figure, out_dir, overwrite=False, on_event=None, say=print):
-    """Run every cell not finished yet (all with `overwrite`), one after another, into DIR/cells.
+def render(figure, out_dir, overwrite=False, say=print, workers=1, ray_address=None):
+    """Run every cell not finished yet (all with `overwrite`) through the batch runner (batch.run_jobs: one
+    by one in this process, `workers` processes, or Ray tasks at `ray_address`), into DIR/cells.
 
-    A cell is one `runner.run` of its job, its result DIR/cells/NAME.png. The paper's single L-BFGS call
-    has no point to resume from (restarting it would change the algorithm), so a cell cut short runs again
-    from its start; finished cells are kept and skipped. An interrupt, SIGTERM or unwritable file stops the
-    figure (Outcome.stopped); a cell whose loss becomes non-finite is recorded and the figure goes on."""
-    from .runner import run
+    A cell is one run of its job, its result DIR/cells/NAME.png. The paper's single L-BFGS call has no point
+    to resume from (restarting it would change the algorithm), so a cell cut short runs again from its start;
+    finished cells are kept and skipped. An interrupt stops the figure (Outcome.stopped: the batch outcome of
+    the first cell it cut); a cell that failed (its loss became non-finite) is recorded and the figure goes
+    on."""
+    from .batch import run_jobs
 
     records = {} if overwrite else finished_cells(figure, out_dir)
     todo = [cell for cell in figure.cells if cell.name not in records]
@@ -479,20 +481,24 @@ def render(figure, out_dir, overwrite=False, on_event=None, say=print):
             f"out ({'; '.join(sorted(set(figure.missing.values())))}); the sheet shows them as such")
     if records:
         say(f"{len(records)} of {len(figure.cells)} cells already done in {out_dir}; running the other {len(todo)}")
-    os.makedirs(os.path.join(out_dir, "cells"), exist_ok=True)
+    jobs = [replace(cell.job, name=cell.name, output=Output(cell_paths(out_dir, cell)[0], overwrite=True,
+                                                            print_every=0, save_every=0, save_restarts=False,
+                                                            grid=())) for cell in todo]
+
+    def progress(event):
+        done = event.outcome
+        if done is not None and done.status in ("done", "failed"):
+            final = done.final.get("total", float("nan"))
+            say(f"cell {event.done + event.failed}/{event.total} {done.name}: {done.stopped or done.status}, "
+                f"{done.evaluations} evaluations, {done.seconds:.1f} s, loss {final:.4g}")
+
     outcome = Outcome(records, {})
-    for i, cell in enumerate(todo, 1):
-        job = replace(cell.job, output=Output(cell_paths(out_dir, cell)[0], overwrite=True, print_every=0,
-                                              save_every=0, save_restarts=False, grid=()))
-        result = run(job, on_event)
-        if result.stopped == "non-finite":
-            outcome.failed[cell.name] = result.message
-        elif not result.finished:
-            outcome.stopped = result
-            return outcome
-        else:
-            records[cell.name] = _read_json(result.files["settings"])
-        final = result.history[-1]["total"] if result.history else float("nan")
-        say(f"cell {i}/{len(todo)} {cell.name}: {result.stopped}, {result.evaluations} evaluations, "
-            f"{result.seconds:.1f} s, loss {final:.4g}")
+    for cell, done in zip(todo, run_jobs(jobs, os.path.join(out_dir, "cells"), workers, ray_address, progress,
+                                         retries=0) if jobs else []):
+        if done.status == "done":
+            records[cell.name] = _read_json(done.files["settings"])
+        elif done.status == "failed":
+            outcome.failed[cell.name] = done.reason
+        elif outcome.stopped is None:
+            outcome.stopped = done
     return outcome

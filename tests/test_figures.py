@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from legacy_nst import Evaluation, Job, figures, images, normalise, progress, run, weights
+from legacy_nst import Evaluation, Job, batch, figures, images, normalise, run, weights
 from legacy_nst.architecture import conv_layers
 from legacy_nst.errors import UserError
 from legacy_nst.network import FeatureProbe
@@ -176,26 +176,23 @@ def test_figure_1_on_partial_weights_runs_the_rows_they_allow(real_weights, tmp_
 def test_figure_2_resumes_where_it_was_interrupted(weights_link, normalise_dir, tmp_path, capsys, monkeypatch):
     out = tmp_path / "fig2"
     started = []
-    console_call = progress.Console.__call__
+    real_attempt = batch.attempt
 
-    def interrupt_second_cell(self, event):
-        if type(event).__name__ == "LevelStarted":
-            started.append(event)
-            if len(started) == 2:
-                raise KeyboardInterrupt
-        return console_call(self, event)
+    def interrupt_second_cell(job, where=""):  # the batch runner's one attempt at a cell, in this process
+        started.append(job.name)
+        if len(started) == 2:
+            raise KeyboardInterrupt
+        return real_attempt(job, where)
 
     extra = [*SHALLOW_FLAGS, "--normalise-on", normalise_dir]
-    monkeypatch.setattr(progress.Console, "__call__", interrupt_second_cell)
+    monkeypatch.setattr(batch, "attempt", interrupt_second_cell)
     code, _, err = cli_figure(capsys, "2", out, *extra, weights_path=weights_link)
     assert code == 130 and "1 of 3 cells finished (kept): rerun the same command to continue" in err
     assert not (out / "sheet.png").exists() and not (out / "cells.csv").exists()
     assert (out / "cells" / "styled-B_shipwreck.png").is_file()
-    monkeypatch.setattr(progress.Console, "__call__", console_call)
 
     started.clear()
-    monkeypatch.setattr(progress.Console, "__call__", lambda self, e: started.append(e) if
-                        type(e).__name__ == "LevelStarted" else None)
+    monkeypatch.setattr(batch, "attempt", lambda job, where="": started.append(job.name) or real_attempt(job, where))
     code, stdout, err = run_main(["figure", "2", "--content", TUEBINGEN, "--style", SHIPWRECK, STARRY, NUDE,
                                   "--out", out, "--size", 32, "--iterations", 3, "--weights", weights_link,
                                   *extra], capsys)

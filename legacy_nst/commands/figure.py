@@ -3,12 +3,12 @@ Bethge (CVPR 2016) with the paper's settings per cell (legacy_nst.figures): DIR/
 DIR/cells.csv and DIR/sheet.png. Rerunning the same command continues an interrupted figure."""
 import dataclasses
 import os
+import signal
 import sys
 
 from .. import figures, weights
-from ..cli import EXIT_CODES, EXIT_FAILED, EXIT_OK, PROG, positive_int, sigterm_raises
+from ..cli import EXIT_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, PROG, positive_int
 from ..errors import UserError
-from ..progress import Console
 
 
 def build_parser(p):
@@ -33,7 +33,11 @@ def build_parser(p):
                    help="figures 2, init: instead of the paper's conv1_1 ... conv5_1 (on the sheet)")
     p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
     p.add_argument("--overwrite", action="store_true", help="run every cell again, even those already done")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or per-cell lines")
+    p.add_argument("--workers", type=positive_int, default=1, metavar="N",
+                   help="run N cells at once in worker processes (the batch runner; default one by one)")
+    p.add_argument("--ray", nargs="?", const="auto", metavar="ADDRESS",
+                   help="run the cells as Ray tasks on a cluster (auto, HOST:PORT or local; pip install -e .[ray])")
+    p.add_argument("--quiet", action="store_true", help="no per-cell lines")
 
 
 def main(args):
@@ -50,12 +54,22 @@ def main(args):
         raise UserError(f"--out {args.out}: is a file; give a directory (it is created if absent)")
     say = (lambda text: None) if args.quiet else print
     subtitle = figures.describe_run(figure, settings)
-    with sigterm_raises():
-        outcome = figures.render(figure, args.out, args.overwrite, Console(0, quiet=args.quiet), say)
+    received = []
+
+    def on_sigterm(signum, frame):  # as the batch command: Ray lets only KeyboardInterrupt out of a wait
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        outcome = figures.render(figure, args.out, args.overwrite, say, args.workers, args.ray)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if outcome.stopped is not None:
-        print(f"{PROG}: figure {figure.key} stopped: {outcome.stopped.message}; {len(outcome.records)} of "
-              f"{len(figure.cells)} cells finished (kept): rerun the same command to continue", file=sys.stderr)
-        return EXIT_CODES[outcome.stopped.stopped]
+        print(f"{PROG}: figure {figure.key} stopped: {outcome.stopped.reason or 'interrupted'}; "
+              f"{len(outcome.records)} of {len(figure.cells)} cells finished (kept): rerun the same command to "
+              "continue", file=sys.stderr)
+        return EXIT_SIGTERM if received else EXIT_SIGINT
     table, sheet = figures.write_outputs(figure, args.out, outcome, subtitle, args.reference)
     print(f"wrote {sheet} and {table} ({len(outcome.records)} cells done, {len(figure.missing)} left out)")
     for name, message in outcome.failed.items():
