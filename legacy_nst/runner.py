@@ -307,7 +307,7 @@ class _Execution:
 
             def on_evaluation(m):
                 terms = dict(zip(transfer.term_names, map(float, m.terms)))
-                weighted = {name: float(weights_[name] * a * v)
+                weighted = {name: float(weights_[name]) * float(a) * v  # Python floats: an overflow is inf
                             for (name, v), a in zip(terms.items(), m.adjust)}
                 event = Evaluation(k, m.iteration, m.evaluations, m.total, terms, weighted,
                                    self.offset + time.perf_counter() - self.start, m.image)

@@ -266,7 +266,8 @@ def test_tiny_run_writes_image_and_loss_log(name, runs):
     assert min(totals) < totals[0]  # the optimiser made progress
     if name == "keras-lbfgs":
         assert {int(r["iteration"]) for r in rows} == {0, 1}  # --iterations 6 = 2 L-BFGS restarts of 3
-        assert max(int(r["evaluations"]) for r in rows) <= 2 * (3 + 3)  # --set lbfgs_maxfun=3 took effect
+        # --set lbfgs_maxfun=3 took effect: scipy's default 15 would make at least 2 × 16 evaluations
+        assert max(int(r["evaluations"]) for r in rows) < 2 * 16
     else:
         assert max(int(r["evaluations"]) for r in rows) <= 2 * 5  # not the recipe's 120
     leftovers = [p.name for p in job.cwd.iterdir() if ".part" in p.name]
