@@ -207,7 +207,7 @@ def build_parser():
     scale.add_argument("--scales", type=_scales, metavar="N,N,...",
                        help="multi-scale: optimise at each size in turn (256,512,1024, or 256:300,512:100 with "
                             "evaluations per level), each started from the previous result upsampled; auto: "
-                            "--size/4, /2, full with 20/30/50 %% of --iterations (the preview recipe's default)")
+                            "--size/4, /2, full with 20/30/50 %% of --iterations")
     return p
 
 

@@ -81,7 +81,7 @@ class Recipe:
     noise: str = "uniform"  # uniform: U[0,1) in preprocessed space; uniform+128: seed 002; gaussian: N(0, 1e-3)
     init_noise_blend: float = 0.0  # anish's --initial-noiseblend: (1 − b) · start + b · noise (σ = 0.1 std)
     result_image: str = "last"  # the lowest-loss image, or the optimiser's last (after its final update)
-    coarse_to_fine: bool = False  # without a schedule: job.auto_levels (ours); the sources ran one size
+    coarse_to_fine: bool = False  # without a schedule: job.auto_levels; no recipe has it on yet (see README)
     # the sources' quirks (docs/quirks.md): each default here is the corrected behaviour, each source recipe
     # sets its own code's; `corrected(recipe)` switches them all back (CLI --corrected)
     best_image_after_update: bool = False  # seed 000: the kept image is the one after the best step's update
@@ -170,7 +170,7 @@ RECIPES = {r.name: r for r in (
         size=320, content_layers=("block3_conv2",), style_layers=CONV1_LAYERS[:3],
         content_form="mean", gram_norm="elements", style_form="sum", style_layer_weights=(1.0, 1.0, 1.0),
         content_weight=1.0, style_weight=0.1, optimizer="lbfgs", iterations=120, lbfgs_maxfun=0,
-        lbfgs_bounds=True, lbfgs_stop_early=False, init="content", result_image="best", coarse_to_fine=True),
+        lbfgs_bounds=True, lbfgs_stop_early=False, init="content", result_image="best"),
     Recipe(
         name="tf-eager-blog",
         source="seeds 000/001: the TensorFlow blog post 'Neural Style Transfer with eager execution' "
