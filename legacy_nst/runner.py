@@ -166,18 +166,17 @@ def _check_memory(recipe, levels, content_shape, style_shapes, scales):
     """Refuse a run that would not fit in this machine's memory (RAM, a cgroup limit, ulimit -v) before it
     starts, naming the largest size that fits, instead of being killed halfway (memory.py's model)."""
     available = memory.available_bytes()
-    for level in sorted(levels, key=lambda level: -(level.size or 0))[:1]:  # the largest decides
-        scaled = dataclasses.replace(recipe, size=level.size)
-        shape, styles = sized_shapes(scaled, content_shape, style_shapes, scales)
-        h, w = max([shape] + styles, key=lambda s: s[0] * s[1])
-        need = memory.estimate_bytes(recipe.network, recipe.layers, h, w, recipe.optimizer,
-                                     content_layers=recipe.content_layers, bounds=recipe.lbfgs_bounds)
-        if need > available:
-            side = memory.largest_side_that_fits(recipe.network, recipe.layers, (h, w), recipe.optimizer, available,
-                                                 content_layers=recipe.content_layers, bounds=recipe.lbfgs_bounds)
-            raise UserError(f"--size: a {w}×{h} px run of {recipe.name} needs about {need / GIB:.1f} GiB of memory "
-                            f"and {available / GIB:.1f} GiB is available here; the largest long side that fits is "
-                            f"about {side} px: use --size {side} or less")
+    largest = max(levels, key=lambda level: level.size or 0)  # if the largest level fits, every one does
+    shape, styles = sized_shapes(dataclasses.replace(recipe, size=largest.size), content_shape, style_shapes, scales)
+    h, w = max([shape] + styles, key=lambda s: s[0] * s[1])
+    need = memory.estimate_bytes(recipe.network, recipe.layers, h, w, recipe.optimizer,
+                                 content_layers=recipe.content_layers, bounds=recipe.lbfgs_bounds)
+    if need > available:
+        side = memory.largest_side_that_fits(recipe.network, recipe.layers, (h, w), recipe.optimizer, available,
+                                             content_layers=recipe.content_layers, bounds=recipe.lbfgs_bounds)
+        raise UserError(f"--size: a {w}×{h} px run of {recipe.name} needs about {need / GIB:.1f} GiB of memory "
+                        f"and {available / GIB:.1f} GiB is available here; the largest long side that fits is "
+                        f"about {side} px: use --size {side} or less")
 
 
 def _load_mask(mask, shape):
@@ -237,11 +236,13 @@ class _Execution:
         restore = colour.preserve_colours_post if mode == "post" else colour.recombine_luminance
         return restore(image, self.plan.original_content)
 
-    def _write_image(self, kind, path, image):
-        """Saved as the recipe's source saved its images (save_cast, deprocess_channel_slip)."""
+    def _encoded(self, image):
+        """8-bit as the user sees it and as the recipe's source saved it (save_cast, deprocess_channel_slip)."""
         recipe = self.plan.recipe
-        encoded = images.to_uint8(self._present(image), recipe.save_cast, recipe.deprocess_channel_slip)
-        self._saved(kind, self.plan.paths.write_image(path, encoded))
+        return images.to_uint8(self._present(image), recipe.save_cast, recipe.deprocess_channel_slip)
+
+    def _write_image(self, kind, path, image):
+        self._saved(kind, self.plan.paths.write_image(path, self._encoded(image)))
 
     def run(self):
         plan, start = self.plan, time.perf_counter()
@@ -370,8 +371,9 @@ class _Execution:
         return {"name": job.name, "content": described(job.content),
                 "styles": [{"image": described(s.image), "weight": s.weight} for s in job.styles],
                 "init_image": described(job.init_image), "seed": job.seed, "device": job.device,
-                "weights": job.weights, "normalise_on": list(job.normalise_on), "schedule": [dataclasses.asdict(level) for level in plan.levels],
-                "recipe": plan.recipe.name, "overrides": {k: v for k, v in job.overrides.items()},
+                "weights": job.weights, "normalise_on": list(job.normalise_on),
+                "schedule": [dataclasses.asdict(level) for level in plan.levels],
+                "recipe": plan.recipe.name, "overrides": dict(job.overrides),
                 "algorithm": plan.recipe.algorithm(), "evaluations": self.evaluations,
                 "final": self.rows[-1] if self.rows else None}
 
@@ -381,12 +383,10 @@ class _Execution:
             return
         self._write_image("result", plan.paths.result, self.previous)
         rows, cols = plan.output.grid or (0, 0)
-        recipe = plan.recipe
-        tiles = [(label, images.to_uint8(self._present(image), recipe.save_cast, recipe.deprocess_channel_slip))
-                 for label, image in self.tracker.snapshots]
+        tiles = [(label, self._encoded(image)) for label, image in self.tracker.snapshots]
         sheet = grid_image(tiles, rows, cols) if rows else None
-        if sheet is not None:
-            self._write_image("grid", plan.paths.grid, sheet)
+        if sheet is not None:  # tiles already encoded: the sheet itself gets no colour restoring or cast
+            self._saved("grid", plan.paths.write_image(plan.paths.grid, images.to_uint8(sheet)))
         self._write_records()
         plan.paths.remove_superseded()
 

@@ -208,3 +208,11 @@ def test_bad_masks_and_scales_are_refused_before_any_work(real_weights, tmp_path
         Style(str(style), mask=np.zeros((4, 4)))  # nothing checked yet: the run checks it
         run(Job(content=str(content), styles=[Style(str(style), mask=np.full((4, 4), np.nan))],
                 recipe="preview", weights=str(real_weights)))
+
+
+def test_the_grid_shows_each_tile_as_saved_and_leaves_the_sheet_alone(real_weights, tmp_path):
+    """With --preserve-colors post the tiles get the photo's colours, the sheet's white margins stay white."""
+    run(preview(real_weights, overrides={"size": 48, "iterations": 4}, preserve_colors="post",
+                output=Output(str(tmp_path / "r.png"), grid=(1, 1))))
+    sheet = np.asarray(Image.open(tmp_path / "r_grid.png").convert("RGB"))
+    assert (sheet[-3:, -3:] == 255).all(), sheet[-3:, -3:]
