@@ -22,6 +22,7 @@ processes) or as tasks on a Ray cluster, and keeps a summary of every job.
   max_retries=0), so that they resume from the checkpoint and count alike in both modes.
 """
 import collections
+import contextlib
 import csv
 import dataclasses
 import glob
@@ -483,6 +484,25 @@ def _remove_temporaries(job):
     directory = glob.escape(os.path.dirname(os.path.abspath(job.output.path)))
     for path in glob.glob(os.path.join(directory, f".{glob.escape(temp_stem(job.output.path))}*.part*")):
         os.remove(path)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM stops a driver as Ctrl-C does (every job keeps its work); yields a list that holds the signal
+    once one came, so the front end can exit 143 rather than 130. KeyboardInterrupt, not runner.Terminated:
+    Ray's ray.wait lets only KeyboardInterrupt out of a signal handler (another exception came out as
+    "SystemError: CoreWorker.wait returned a result with an exception set")."""
+    received = []
+
+    def handler(signum, frame):
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run_jobs(jobs, out_dir, workers=1, ray_address=None, on_progress=None, *, retries=2, cpus_per_job=None):

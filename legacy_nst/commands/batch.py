@@ -3,7 +3,6 @@ JSON Lines, see legacy_nst.jobsfile), on this machine or on a Ray cluster; DIR/s
 Exit codes: 0 every job done, 1 some failed, 2 a bad jobs file or usage, 130 interrupted (rerun the same
 command to continue), 143 terminated."""
 import os
-import signal
 import sys
 
 from tqdm import tqdm
@@ -73,24 +72,14 @@ def main(args):
 
     jobs = jobsfile.load_jobs(args.jobs)
     display = _Display(args.quiet)
-    received = []
-
-    def on_sigterm(signum, frame):
-        # stops the batch as Ctrl-C does (the jobs keep their work), then exits 143. KeyboardInterrupt, not
-        # runner.Terminated: Ray's ray.wait lets only KeyboardInterrupt out of a signal handler (another
-        # exception came out as "SystemError: CoreWorker.wait returned a result with an exception set")
-        received.append(signum)
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
-    try:
-        outcomes = batch.run_jobs(jobs, args.out, workers=args.workers, ray_address=args.ray,
-                                  on_progress=display, retries=args.retries, cpus_per_job=args.cpus_per_job)
-    except KeyboardInterrupt:  # before the jobs started
-        return EXIT_SIGTERM if received else EXIT_SIGINT
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        display.close()
+    with batch.sigterm_as_interrupt() as received:
+        try:
+            outcomes = batch.run_jobs(jobs, args.out, workers=args.workers, ray_address=args.ray,
+                                      on_progress=display, retries=args.retries, cpus_per_job=args.cpus_per_job)
+        except KeyboardInterrupt:  # before the jobs started
+            return EXIT_SIGTERM if received else EXIT_SIGINT
+        finally:
+            display.close()
     counts = {status: sum(o.status == status for o in outcomes) for status in batch.STATUSES}
     skipped = sum(o.skipped for o in outcomes)
     print(f"{len(outcomes)} jobs: {counts['done']} done ({skipped} by an earlier run), {counts['failed']} failed, "

@@ -3,10 +3,9 @@ Bethge (CVPR 2016) with the paper's settings per cell (legacy_nst.figures): DIR/
 DIR/cells.csv and DIR/sheet.png. Rerunning the same command continues an interrupted figure."""
 import dataclasses
 import os
-import signal
 import sys
 
-from .. import figures, weights
+from .. import batch, figures, weights
 from ..cli import EXIT_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, PROG, positive_int
 from ..errors import UserError
 
@@ -54,17 +53,8 @@ def main(args):
         raise UserError(f"--out {args.out}: is a file; give a directory (it is created if absent)")
     say = (lambda text: None) if args.quiet else print
     subtitle = figures.describe_run(figure, settings)
-    received = []
-
-    def on_sigterm(signum, frame):  # as the batch command: Ray lets only KeyboardInterrupt out of a wait
-        received.append(signum)
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
-    try:
+    with batch.sigterm_as_interrupt() as received:
         outcome = figures.render(figure, args.out, args.overwrite, say, args.workers, args.ray)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     if outcome.stopped is not None:
         print(f"{PROG}: figure {figure.key} stopped: {outcome.stopped.reason or 'interrupted'}; "
               f"{len(outcome.records)} of {len(figure.cells)} cells finished (kept): rerun the same command to "
