@@ -171,7 +171,7 @@ def _check_memory(recipe, levels, content_shape, style_shapes, scales):
     h, w = max([shape] + styles, key=lambda s: s[0] * s[1])
     need = memory.estimate_bytes(recipe.network, recipe.layers, h, w, recipe.optimizer,
                                  content_layers=recipe.content_layers, bounds=recipe.lbfgs_bounds)
-    if need > available:
+    if not memory.fits(need, available):
         side = memory.largest_side_that_fits(recipe.network, recipe.layers, (h, w), recipe.optimizer, available,
                                              content_layers=recipe.content_layers, bounds=recipe.lbfgs_bounds)
         raise UserError(f"--size: a {w}×{h} px run of {recipe.name} needs about {need / GIB:.1f} GiB of memory "

@@ -80,7 +80,8 @@ def test_estimate_within_35_percent_of_a_measured_run(budget_run):
 def test_largest_side_that_fits_really_fits(budget_run):
     budget, height, width, measured = budget_run
     assert measured <= budget
-    assert preview_estimate(height, width) <= budget < preview_estimate(round((width + 1) * 3 / 4), width + 1)
+    assert memory.fits(preview_estimate(height, width), budget)
+    assert not memory.fits(preview_estimate(round((width + 1) * 3 / 4), width + 1), budget)
 
 
 @pytest.mark.parametrize("optimizer, tile", [("lbfgs", None), ("adam", None), ("descent", None), ("lbfgs", 512),
@@ -113,8 +114,8 @@ def test_choose_tile():
     """Untiled when it fits, tiles when only they fit, else a one-line refusal naming the size that fits."""
     layers, content = PREVIEW.layers, PREVIEW.content_layers
 
-    def need(tile):
-        return memory.estimate_bytes("vgg19", layers, 3072, 4096, "lbfgs", tile, content, True)
+    def need(tile):  # the estimate with the model's headroom: exactly what `fits` asks for
+        return memory.estimate_bytes("vgg19", layers, 3072, 4096, "lbfgs", tile, content, True) * memory.MARGIN
 
     assert memory.choose_tile("vgg19", layers, 3072, 4096, "lbfgs", content, True, available=need(None)) is None
     assert memory.choose_tile("vgg19", layers, 3072, 4096, "lbfgs", content, True, available=need(512)) == 512
