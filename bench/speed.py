@@ -368,8 +368,8 @@ def child(spec):
     build = time.perf_counter() - t0
     samples = [timed(engine) for _ in range(spec.get("warmup", 1) + spec["evals"])][spec.get("warmup", 1):]
     grad = engine.evaluator.grads(engine.x)
-    ev = engine.evaluator
-    feed = {ev.image: engine.x.astype(np.float32).reshape((1,) + ev.shape)}
+    ev = engine.evaluator.evaluation
+    feed = {ev.image: engine.x.astype(np.float32).reshape((1,) + engine.evaluator.shape)}
     raw = [timed(lambda: ev.session.run(ev.fetches, feed)) for _ in range(spec["evals"])]
     out = {"spec": spec, "build_seconds": build, **summary(samples), "grad_norm": float(np.linalg.norm(grad)),
            "raw_session_median": float(np.median([r[0] for r in raw])),

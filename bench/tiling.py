@@ -2,8 +2,8 @@
 
     python bench/tiling.py                     # 1024 px, 512 px tiles: tf-eager-blog on synthetic VGG19,
                                                # preview on the genuine partial VGG19
-    python bench/tiling.py --big 4096          # + one tiled evaluation of the preview at a 4096 px long side
-    python bench/tiling.py --only big --big 4096
+    python bench/tiling.py --big 4096          # + a whole preview run at a 4096 px long side (--big-evaluations)
+    python bench/tiling.py --only big --big 4096 --big-evaluations 6
 
 Every measurement runs in its own child process (a warm-up evaluation, then the timed ones), which reports
 its peak RSS (VmHWM) and writes total, terms and gradient to an .npz the parent compares. Untiled:
@@ -13,6 +13,12 @@ with its own tiled targets. Content Tübingen and style Starry Night at the size
 0.75 · content + 0.25 · U(0, 255) noise (seed 0) so that every term and its gradient are non-zero. The scipy
 L-BFGS state is not part of these figures (legacy_nst.memory adds it). bench/memory.py runs the same
 children to fit its model.
+
+--big SIZE is a user's run, not a measurement of the objective: `legacy_nst.run(Job(...))` of the preview
+recipe at a SIZE px long side with --big-evaluations L-BFGS-B evaluations and the result written to a PNG,
+no tile size given, so the run loop decides from legacy_nst.memory's estimate whether and how to tile (and the
+LevelStarted event says what it chose); the child reports its peak RSS, the time to the first evaluation
+(loading, sizing, the tiled targets) and the seconds per evaluation after it.
 """
 import argparse
 import dataclasses
@@ -64,7 +70,7 @@ def child(argv):
         run = transfer.Transfer(recipe, content, [style], params, device="cpu")
         evaluator = run.optimiser.evaluator
         seen = {}
-        evaluator.on_evaluation = lambda image, total, terms: seen.update(total=total, terms=list(terms.values()))
+        evaluator.on_evaluation = lambda m: seen.update(total=m.total, terms=list(m.terms))
 
         def evaluate():
             evaluator.loss(x.ravel().astype(np.float64))
@@ -72,7 +78,10 @@ def child(argv):
     else:
         objective = TiledObjective(recipe, params, tile=int(tile), config=transfer.session_config("cpu"))
         objective.hold(*objective.targets(content, [style]))
-        evaluate = lambda: objective.evaluate(x)  # noqa: E731
+
+        def evaluate():
+            total, terms, _, gradient = objective.evaluate(x)
+            return total, terms, gradient
     evaluate()  # warm-up: the first run of each tile shape creates its oneDNN primitives
     built = time.perf_counter() - start
     walls, cpus = [], []
@@ -85,6 +94,33 @@ def child(argv):
     print(json.dumps({"peak_rss": memory.peak_rss_bytes(), "shape": x.shape[:2], "build_seconds": built,
                       "seconds": float(np.median(walls)), "cpu_seconds": float(np.median(cpus)),
                       "all_seconds": walls}))
+
+
+def whole_run(size, evaluations, out):
+    """The preview at `size` px through the run loop, tiling left to it; prints what it chose and cost."""
+    from legacy_nst import Evaluation, Job, LevelStarted, Output, memory, run
+
+    start = time.perf_counter()
+    seen = {"evaluations": []}
+
+    def on_event(event):
+        if isinstance(event, LevelStarted):
+            seen.update(shape=event.shape, tile=event.tile, why=event.tiled_because,
+                        started=time.perf_counter() - start)
+        elif isinstance(event, Evaluation):
+            seen["evaluations"].append((time.perf_counter() - start, event.total))
+            print(f"evaluation {event.evaluations}: total {event.total:.6g} at {seen['evaluations'][-1][0]:.0f} s",
+                  file=sys.stderr, flush=True)
+
+    result = run(Job(content=str(IMAGES / "tubingen.jpg"), styles=[str(IMAGES / "starry_night.jpg")],
+                     recipe="preview", overrides={"size": size, "iterations": evaluations}, weights=str(PARTIAL),
+                     device="cpu", output=Output(out, overwrite=True, print_every=0)), on_event)
+    times = [t for t, _ in seen["evaluations"]]
+    print(json.dumps({"peak_rss": memory.peak_rss_bytes(), "shape": seen["shape"], "tile": seen["tile"],
+                      "why": seen["why"], "stopped": result.stopped, "evaluations": result.evaluations,
+                      "first_evaluation_seconds": times[0],
+                      "seconds": (times[-1] - times[0]) / max(1, len(times) - 1), "wall_seconds": result.seconds,
+                      "totals": [total for _, total in seen["evaluations"]], "file": result.files.get("result")}))
 
 
 def measure(mode, recipe, size, weights_path, tile, evaluations, work):
@@ -111,13 +147,18 @@ def main():
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--tile", type=int, default=512)
     parser.add_argument("--evaluations", type=int, default=3)
-    parser.add_argument("--big", type=int, default=0, help="long side of one tiled preview evaluation (0: none)")
+    parser.add_argument("--big", type=int, default=0, help="long side of a whole preview run (0: none)")
+    parser.add_argument("--big-evaluations", type=int, default=6)
+    parser.add_argument("--big-output", default=str(ROOT / "bench" / "results" / "tiling_big.png"))
     parser.add_argument("--only", choices=("compare", "big"))
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "tiling.json"))
     parser.add_argument("--child", nargs=7, help=argparse.SUPPRESS)
+    parser.add_argument("--run-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child(args.child)
+    if args.run_child:
+        return whole_run(int(args.run_child[0]), int(args.run_child[1]), args.run_child[2])
     work = Path(tempfile.mkdtemp(prefix="nst_tiling_"))
     report = {"size": args.size, "tile": args.tile, "rows": [], "big": None}
     if args.only != "big":
@@ -136,12 +177,18 @@ def main():
                 print(recipe, "failed:", untiled, tiled, flush=True)
             report["rows"].append(row)
     if args.big and args.only != "compare":
-        big = measure("tiled", "preview", args.big, PARTIAL, args.tile, 1, work)
+        proc = subprocess.run([sys.executable, __file__, "--run-child", str(args.big), str(args.big_evaluations),
+                               args.big_output], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+        lines = proc.stdout.strip().splitlines()
+        big = json.loads(lines[-1]) if proc.returncode == 0 and lines else {"exit": proc.returncode}
         report["big"] = big
-        if big["exit"] == 0:
-            print(f"preview tiled {big['shape']}: build, targets and warm-up {big['build_seconds']:.0f} s, "
-                  f"{big['seconds']:.0f} s/eval (CPU {big['cpu_seconds']:.0f}), peak RSS "
-                  f"{big['peak_rss'] / GIB:.2f} GiB", flush=True)
+        if proc.returncode == 0:
+            how = f"in {big['tile']} px tiles ({big['why']})" if big["tile"] else "untiled"
+            print(f"preview run {big['shape'][1]}×{big['shape'][0]} px {how}: {big['stopped']} after "
+                  f"{big['evaluations']} evaluations; first evaluation at {big['first_evaluation_seconds']:.0f} s "
+                  f"(loading, sizing, targets), then {big['seconds']:.0f} s per evaluation; peak RSS "
+                  f"{big['peak_rss'] / GIB:.2f} GiB; wrote {big['file']}", flush=True)
         else:
             print("big run failed:", big, flush=True)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

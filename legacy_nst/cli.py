@@ -208,6 +208,9 @@ def build_parser():
                        help="multi-scale: optimise at each size in turn (256,512,1024, or 256:300,512:100 with "
                             "evaluations per level), each started from the previous result upsampled; auto: "
                             "--size/4, /2, full with 20/30/50 %% of --iterations")
+    scale.add_argument("--tile", type=positive_int, metavar="PX",
+                       help="evaluate in tiles of at most PX px (exact: the same loss and gradient, more time); "
+                            "by default only when the untiled run would not fit in memory, which is then said")
     return p
 
 
@@ -260,7 +263,7 @@ def make_job(args):
     colours = "post" if args.original_colors == "1" else args.preserve_colors
     job = Job(content=args.content, styles=tuple(Style(*settings) for settings in zip(styles, blend, scales, masks)),
               recipe=args.recipe, overrides=recipe_overrides(args), seed=args.seed, init_image=args.init_image,
-              schedule=args.scales or (), weights=args.weights, device=args.device, resume=args.resume,
+              schedule=args.scales or (), weights=args.weights, device=args.device, tile=args.tile, resume=args.resume,
               corrected=args.corrected, preserve_colors=colours, normalise_on=tuple(args.normalise_on or ()),
               output=Output(args.output, args.overwrite, args.print_every, args.save_every, None, args.grid))
     job.resolved_recipe()  # field problems are reported now, before any file is read

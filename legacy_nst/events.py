@@ -18,6 +18,8 @@ class LevelStarted:
     iterations: int  # this level's evaluation budget
     term_names: tuple
     term_weights: dict
+    tile: int | None = None  # px: evaluated in tiles of at most this size (tiling.py), None: in one graph
+    tiled_because: str = ""  # why (asked for, or what the untiled run would need against what is available)
 
 
 @dataclass(frozen=True)

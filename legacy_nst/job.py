@@ -92,6 +92,7 @@ class Job:
     weights: str | None = None  # VGG weight file; None: the canonical file, found or downloaded
     normalise_on: tuple = ()  # images (files or directories) to rescale the VGG on, as the paper (normalise.py)
     device: str = "auto"
+    tile: int | None = None  # px: evaluate in tiles of at most this size; None: only where one graph won't fit
     output: Output = Output()
     resume: str | None = None  # a checkpoint to continue
     name: str = ""

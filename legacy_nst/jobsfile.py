@@ -18,7 +18,7 @@ TOML:
 JSON Lines (.jsonl): one job object per line, with the same keys (and its own "sweep"); no defaults.
 
 Job keys: name, content, style (or styles: one path or a list), style_blend_weights, init_image, recipe,
-weights, seed, scales ("256,512" or a list of sizes or "SIZE:EVALUATIONS" strings), device, save_every, and
+weights, seed, scales ("256,512" or a list of sizes or "SIZE:EVALUATIONS" strings), device, tile, save_every, and
 any recipe field (parsed by its annotation, as `--set` parses it). Relative paths are relative to the jobs
 file. A job's name (default: content and style file stems) gets `-KEY=VALUE` for each swept key; the names
 must be unique, as they name the output folders. Every problem is reported, one line each, naming the file,
@@ -40,7 +40,7 @@ from .job import Job, Output, Style
 DEVICES = ("auto", "cpu", "gpu")
 PATH_KEYS = ("content", "init_image", "weights")
 JOB_KEYS = ("name", "content", "style", "styles", "style_blend_weights", "init_image", "recipe", "weights", "seed",
-            "scales", "device", "save_every")
+            "scales", "device", "tile", "save_every")
 TOP_KEYS = ("defaults", "sweep", "job")
 NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._+=,-]+")
 
@@ -119,6 +119,8 @@ def _convert(key, value, base):
         return "job", key, _int(value, key, 0)
     if key == "save_every":
         return "job", key, _int(value, key, 0)
+    if key == "tile":
+        return "job", key, _int(value, key, 1)
     if key == "scales":
         return "job", "schedule", _scales(value)
     if key == "device":

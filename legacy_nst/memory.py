@@ -200,16 +200,16 @@ def largest_side_that_fits(network, layers, shape, optimizer, available=None, ti
 
 
 def choose_tile(network, layers, height, width, optimizer, content_layers=None, bounds=False, available=None,
-                tiles=(1024, 512, 256)):
-    """None when the untiled run fits, else the largest of `tiles` that fits; a UserError naming the largest
-    long side that fits when none does."""
+                tiles=(1024, 512, 256), untiled=True):
+    """None when the untiled run fits (and `untiled` allows it), else the largest of `tiles` that fits; a
+    UserError naming the largest long side that fits when none does."""
     available = available_bytes() if available is None else available
-    for tile in (None, *tiles):
+    for tile in ((None,) if untiled else ()) + tuple(tiles):
         if fits(estimate_bytes(network, layers, height, width, optimizer, tile, content_layers, bounds), available):
             return tile
     need = estimate_bytes(network, layers, height, width, optimizer, tiles[-1], content_layers, bounds)
     side = largest_side_that_fits(network, layers, (height, width), optimizer, available, tiles[-1],
                                   content_layers, bounds)
-    raise UserError(f"a {width}×{height} px image needs about {need / GIB:.1f} GiB even in {tiles[-1]} px "
-                    f"tiles and {available / GIB:.1f} GiB are available; lower --size: the largest that fits "
-                    f"has a long side of {side} px")
+    raise UserError(f"--size: a {width}×{height} px run needs about {need / GIB:.1f} GiB of memory even in "
+                    f"{tiles[-1]} px tiles and {available / GIB:.1f} GiB is available; the largest long side that "
+                    f"fits is about {side} px: use --size {side} or less")

@@ -12,6 +12,7 @@ thread, from inside scipy for L-BFGS: an exception they raise (an interrupt, a n
 there. Each session.run fetches everything an evaluation needs (total, terms, adjust, gradient, and for Adam
 the update) at once. `state()` is what a checkpoint keeps to resume exactly after an iteration.
 """
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +20,7 @@ from scipy.optimize import fmin_l_bfgs_b
 from threadpoolctl import threadpool_limits
 
 from .losses import ADAPTIVE_EPS
+from .recipes import term_names
 from .runtime import tf
 
 
@@ -39,13 +41,33 @@ def _fetches(objective):
     return objective.total, objective.terms, objective.adjust, objective.gradient
 
 
-class Evaluator:
-    """Loss and gradient from ONE session.run; scipy asks for them separately, so the gradient is cached."""
+class GraphEvaluation:
+    """An Objective's graph evaluated on a fed image, one session.run each: what the fed-image optimisers
+    call. tiling.TiledObjective answers the same two calls for images too large for one graph."""
 
-    def __init__(self, session, objective, image, shape):
-        self.session, self.image, self.shape = session, image, shape
+    def __init__(self, session, objective, image):
+        self.session, self.objective, self.image = session, objective, image
         self.fetches = _fetches(objective)
-        self.feed = {}
+
+    def evaluate(self, image, adjust=None):
+        """(total, terms, adjust, gradient (H, W, 3)) of an (H, W, 3) float32 image; `adjust` fed if given."""
+        feed = {self.image: image[None]}
+        if adjust is not None:
+            feed[self.objective.adjust] = adjust
+        total, terms, adjust, gradient = self.session.run(self.fetches, feed)
+        return float(total), terms, adjust, gradient[0]
+
+    def terms(self, image):
+        """The raw terms alone (a forward pass)."""
+        return self.session.run(self.objective.terms, {self.image: image[None]})
+
+
+class Evaluator:
+    """Loss and gradient from ONE evaluation; scipy asks for them separately, so the gradient is cached."""
+
+    def __init__(self, evaluation, shape):
+        self.evaluation, self.shape = evaluation, shape
+        self.adjust = None  # fixed adaptive factors for the current restart (None: the objective's default)
         self.runs = 0
         self.iteration = 0
         self.on_evaluation = None  # called with a Measurement after every run
@@ -53,12 +75,12 @@ class Evaluator:
 
     def evaluate(self, x):
         image = np.asarray(x, np.float32).reshape(self.shape)
-        total, terms, adjust, grad = self.session.run(self.fetches, {self.image: image[None], **self.feed})
+        total, terms, adjust, grad = self.evaluation.evaluate(image, self.adjust)
         self.runs += 1
         self._x, self._grad = np.array(x, copy=True), grad
         if self.on_evaluation is not None:
-            self.on_evaluation(Measurement(self.iteration, self.runs, image, float(total), terms, adjust))
-        return float(total)
+            self.on_evaluation(Measurement(self.iteration, self.runs, image, total, terms, adjust))
+        return total
 
     def loss(self, x):
         return self.evaluate(x)
@@ -70,12 +92,24 @@ class Evaluator:
 
 
 class _FedImage:
-    """An optimiser whose image lives in numpy (float64, as the seeds kept it) and is fed to every run."""
+    """An optimiser whose image lives in numpy (float64, as the seeds kept it) and is fed to every evaluation:
+    of a graph (attach) or of anything with GraphEvaluation's two calls (bind; the tiled objective)."""
 
     def __init__(self, recipe, x0):
         self.recipe = recipe
-        self.image = tf.compat.v1.placeholder(tf.float32, (1,) + x0.shape, name="image")
+        self.shape = x0.shape
         self._state = {"iteration": 0, "evaluations": 0, "image": x0.astype(np.float64)}
+
+    @functools.cached_property
+    def image(self):
+        """The placeholder an Objective reads (built in the graph that asks for it; a tiled run has none)."""
+        return tf.compat.v1.placeholder(tf.float32, (1,) + self.shape, name="image")
+
+    def attach(self, session, objective):
+        self.bind(GraphEvaluation(session, objective, self.image))
+
+    def bind(self, evaluation):
+        self.evaluation = evaluation
 
     def state(self):
         return dict(self._state)
@@ -86,13 +120,12 @@ class LBFGS(_FedImage):
 
     name = "lbfgs"
 
-    def attach(self, session, objective):
-        self.session, self.objective = session, objective
-        self.evaluator = Evaluator(session, objective, self.image, self._state["image"].shape)
+    def bind(self, evaluation):
+        super().bind(evaluation)
+        self.evaluator = Evaluator(evaluation, self.shape)
 
     def _adjust(self, x):
-        terms = self.session.run(self.objective.terms, {self.image: x.astype(np.float32)[None]})
-        return 1.0 / (terms + ADAPTIVE_EPS)
+        return 1.0 / (self.evaluation.terms(x.astype(np.float32)) + ADAPTIVE_EPS)
 
     def run(self, on_evaluation, on_iteration, state=None):
         recipe = self.recipe
@@ -114,7 +147,7 @@ class LBFGS(_FedImage):
         recipe = self.recipe
         for restart in range(int(self._state["iteration"]), recipe.restarts):
             if recipe.adaptive_weights:  # a fixed objective for the whole restart
-                self.evaluator.feed = {self.objective.adjust: self._adjust(x)}
+                self.evaluator.adjust = self._adjust(x)
             self.evaluator.iteration = restart
             maxfun = min(per_call, recipe.iterations - restart * per_call)
             x_flat, _, _ = fmin_l_bfgs_b(self.evaluator.loss, x.ravel(), fprime=self.evaluator.grads,
@@ -134,10 +167,6 @@ class NormalisedDescent(_FedImage):
     name = "descent"
     INITIAL_ADJ = 1e-10  # the post's tf.Variable(1e-10) for each adj factor
 
-    def attach(self, session, objective):
-        self.session, self.objective = session, objective
-        self.fetches = _fetches(objective)
-
     def update(self, x, g):
         r = self.recipe
         norm = np.std(g) if r.descent_norm == "std" else np.sqrt(np.mean(np.square(g)))
@@ -148,16 +177,13 @@ class NormalisedDescent(_FedImage):
         self._state = dict(state or self._state)
         x = self._state["image"]
         lag = self.recipe.adaptive_weights and self.recipe.adaptive_weights_lag
-        previous = self._state.get("adjust", np.full(len(self.objective.names), self.INITIAL_ADJ))
+        previous = self._state.get("adjust", np.full(len(term_names(self.recipe)), self.INITIAL_ADJ))
         for i in range(int(self._state["iteration"]), self.recipe.iterations):
             image = x.astype(np.float32)
-            feed = {self.image: image[None]}
-            if lag:
-                feed[self.objective.adjust] = previous
-            total, terms, adjust, g = self.session.run(self.fetches, feed)
-            on_evaluation(Measurement(i, i + 1, image, float(total), terms, adjust))
+            total, terms, adjust, g = self.evaluation.evaluate(image, previous if lag else None)
+            on_evaluation(Measurement(i, i + 1, image, total, terms, adjust))
             previous = 1.0 / (terms + ADAPTIVE_EPS)  # what the post's assign ops store in this run
-            x = self.update(x, g[0].astype(np.float64))
+            x = self.update(x, g.astype(np.float64))
             self._state = {"iteration": i + 1, "evaluations": i + 1, "image": x}
             if lag:
                 self._state["adjust"] = previous

@@ -40,6 +40,9 @@ class Console:
             if event.levels > 1:
                 self.say(f"level {event.level + 1}/{event.levels}: {event.shape[1]}×{event.shape[0]} px, "
                          f"{event.iterations} evaluations")
+            if event.tile is not None:
+                self.say(f"{event.shape[1]}×{event.shape[0]} px in {event.tile} px tiles, exact "
+                         f"(tiling.py; {event.tiled_because})")
             if self.interactive and not self.quiet:
                 self.bar = tqdm(total=event.iterations, unit="eval", dynamic_ncols=True, file=self.stream)
             self._last_line = time.monotonic()

@@ -26,7 +26,7 @@ from .reporting import grid_image
 from .sizing import check_sizes, size_images, sized_shapes
 
 
-GIB = 2**30
+GIB = memory.GIB
 
 
 class Terminated(BaseException):
@@ -56,6 +56,7 @@ class Plan:
     original_content: np.ndarray  # before a colour mode changed it: the colours put back
     style_scales: list
     masks: list | None  # one (H, W) mask (or None) per style at the content's size, None without masks
+    tiles: tuple  # per level: None (one graph), or (tile px, why) for tiling.TiledObjective
 
 
 def _load_image(image, what):
@@ -129,9 +130,9 @@ def prepare(job):
     for level in levels:
         check_sizes(dataclasses.replace(recipe, size=level.size), content.shape, [s.shape for s in styles],
                     scales)
-    _check_memory(recipe, levels, content.shape, [s.shape for s in styles], scales)
     from .transfer import check_device  # TensorFlow: imported once the inputs are known to be good
 
+    tiles = _tiles(recipe, levels, content.shape, [s.shape for s in styles], scales, masks, job.tile)
     check_device(job.device)
     resume = checkpoints.load(job.resume) if job.resume else None
     if resume is not None and not 0 <= resume.level < len(levels):
@@ -159,24 +160,48 @@ def prepare(job):
     if resume is not None:
         checkpoints.check_matches(job.resume, resume, fingerprint, shape)
     return Plan(job, recipe, output, paths, content, styles, blend, init_image, levels, params, fingerprint,
-                resume, original_content, scales, masks)
+                resume, original_content, scales, masks, tiles)
 
 
-def _check_memory(recipe, levels, content_shape, style_shapes, scales):
-    """Refuse a run that would not fit in this machine's memory (RAM, a cgroup limit, ulimit -v) before it
-    starts, naming the largest size that fits, instead of being killed halfway (memory.py's model)."""
+def _tiles(recipe, levels, content_shape, style_shapes, scales, masks, tile):
+    """Per level, None (one graph) or (tile px, why): tiles when asked for (`tile`), or when the untiled run
+    would not fit in this machine's memory (RAM, a cgroup limit, ulimit -v; memory.py's model). What fits
+    neither way is refused now, naming the largest size that fits, instead of being killed halfway."""
+    from .architecture import halo, layer_depth
+    from .transfer import untileable
+
     available = memory.available_bytes()
-    largest = max(levels, key=lambda level: level.size or 0)  # if the largest level fits, every one does
-    shape, styles = sized_shapes(dataclasses.replace(recipe, size=largest.size), content_shape, style_shapes, scales)
-    h, w = max([shape] + styles, key=lambda s: s[0] * s[1])
-    need = memory.estimate_bytes(recipe.network, recipe.layers, h, w, recipe.optimizer,
-                                 content_layers=recipe.content_layers, bounds=recipe.lbfgs_bounds)
-    if not memory.fits(need, available):
-        side = memory.largest_side_that_fits(recipe.network, recipe.layers, (h, w), recipe.optimizer, available,
-                                             content_layers=recipe.content_layers, bounds=recipe.lbfgs_bounds)
-        raise UserError(f"--size: a {w}×{h} px run of {recipe.name} needs about {need / GIB:.1f} GiB of memory "
-                        f"and {available / GIB:.1f} GiB is available here; the largest long side that fits is "
-                        f"about {side} px: use --size {side} or less")
+    reason = untileable(recipe, masks)
+    if tile is not None:
+        align = halo(recipe.network, max(recipe.layers, key=lambda name: layer_depth(recipe.network, name)))[1]
+        if reason:
+            raise UserError(f"--tile: {recipe.name} cannot run in tiles: {reason}")
+        if tile < align:
+            raise UserError(f"--tile {tile}: below {align} px, the pooling grid of this recipe's deepest layer; "
+                            f"use --tile {align} or more")
+    chosen = []
+    for level in levels:
+        shape, styles = sized_shapes(dataclasses.replace(recipe, size=level.size), content_shape, style_shapes,
+                                     scales)
+        h, w = max([shape] + styles, key=lambda s: s[0] * s[1])
+        model = dict(content_layers=recipe.content_layers, bounds=recipe.lbfgs_bounds)
+        need = memory.estimate_bytes(recipe.network, recipe.layers, h, w, recipe.optimizer, **model)
+        if tile is None and memory.fits(need, available):
+            chosen.append(None)
+            continue
+        why = ("asked for with --tile" if tile is not None else
+               f"untiled, {w}×{h} px needs about {need / GIB:.1f} GiB and {available / GIB:.1f} GiB is available")
+        if tile is None and reason:
+            side = memory.largest_side_that_fits(recipe.network, recipe.layers, (h, w), recipe.optimizer,
+                                                 available, **model)
+            raise UserError(f"--size: a {w}×{h} px run of {recipe.name} needs about {need / GIB:.1f} GiB of "
+                            f"memory and {available / GIB:.1f} GiB is available, and it cannot run in tiles "
+                            f"({reason}); the largest long side that fits is about {side} px: use --size {side} "
+                            "or less")
+        tiles = (tile,) if tile is not None else (1024, 512, 256)
+        chosen.append((memory.choose_tile(recipe.network, recipe.layers, h, w, recipe.optimizer,
+                                          available=available, tiles=tiles, untiled=False, **model), why))
+    return tuple(chosen)
 
 
 def _load_mask(mask, shape):
@@ -275,7 +300,7 @@ class _Execution:
                       term_names=self.term_names, message=message, files=self.files)
 
     def _level(self, k, level):
-        from .transfer import Transfer, blend_noise, initial_image
+        from .transfer import TiledTransfer, Transfer, blend_noise, initial_image
 
         plan, output = self.plan, self.plan.output
         recipe = dataclasses.replace(plan.recipe, size=level.size, iterations=level.iterations)
@@ -299,12 +324,17 @@ class _Execution:
         if state is not None:
             tracker.restore(plan.resume.tracker_meta, plan.resume.tracker_arrays)
         size_label = level.size if level.size is not None else f"{content.shape[1]}x{content.shape[0]}"
-        with Transfer(recipe, content, styles, plan.params, blend=plan.blend, seed=plan.job.seed,
-                      device=plan.job.device, init_image=init, masks=masks) as transfer:
+        common = dict(blend=plan.blend, seed=plan.job.seed, device=plan.job.device, init_image=init)
+        tile, why = plan.tiles[k] or (None, "")
+        if tile is None:
+            transfer = Transfer(recipe, content, styles, plan.params, masks=masks, **common)
+        else:
+            transfer = TiledTransfer(recipe, content, styles, plan.params, tile=tile, **common)
+        with transfer:
             self.term_names = transfer.term_names
             self.term_weights = weights_ = transfer.term_weights
             self.emit(LevelStarted(k, len(plan.levels), content.shape[:2], recipe.iterations,
-                                   transfer.term_names, dict(weights_)))
+                                   transfer.term_names, dict(weights_), tile, why))
 
             def on_evaluation(m):
                 terms = dict(zip(transfer.term_names, map(float, m.terms)))

@@ -27,7 +27,7 @@ from . import losses
 from .errors import UserError
 from .architecture import conv_shapes, halo, layer_depth, pools_before
 from .network import VGG
-from .recipes import term_weights
+from .recipes import term_names, term_weights
 from .runtime import tf
 
 
@@ -75,14 +75,15 @@ class TiledObjective:
 
         objective = TiledObjective(recipe, params, tile=512)
         objective.hold(*objective.targets(content, styles, blend))
-        total, terms, gradient = objective.evaluate(image)   # image (H, W, 3) float32 RGB 0..255
+        total, terms, adjust, gradient = objective.evaluate(image)   # image (H, W, 3) float32 RGB 0..255
 
     One graph (spatial sizes None, so every tile shape shares it) and one Session; memory is that of one
-    tile plus a few image-sized arrays. `evaluate` costs one forward pass more than the untiled Objective,
+    tile plus a few image-sized arrays. `conv` as network.VGG's (transfer.TiledTransfer passes the device's). `evaluate` costs one forward pass more than the untiled Objective,
     on tiles enlarged by their halos."""
 
-    def __init__(self, recipe, params, tile=512, config=None):
+    def __init__(self, recipe, params, tile=512, config=None, conv="transposed"):
         self.recipe = recipe
+        self.names, self.weights = term_names(recipe), term_weights(recipe)
         deepest = max(recipe.layers, key=lambda name: layer_depth(recipe.network, name))
         self.halo, self.align = halo(recipe.network, deepest)
         if tile < self.align:
@@ -93,7 +94,7 @@ class TiledObjective:
         self._content_targets = self._style_targets = None
         self.graph = tf.Graph()
         with self.graph.as_default():
-            vgg = VGG(recipe.network, params, deepest, recipe.pooling)
+            vgg = VGG(recipe.network, params, deepest, recipe.pooling, conv=conv)
             self._x = tf.compat.v1.placeholder(tf.float32, (1, None, None, 3), name="tile")
             self._box = tf.compat.v1.placeholder(tf.int32, (4,), name="interior")  # rows, cols, in tile pixels
             features = vgg(self._x)
@@ -115,7 +116,7 @@ class TiledObjective:
                              + [self._derror[l] * self._errors[l] for l in recipe.content_layers])
             self._tile_gradient = tf.gradients(share, self._x)[0][0]
             self._tv = None
-            if recipe.tv_form != "none" and recipe.tv_weight:
+            if recipe.tv_form != "none":
                 self._image = tf.compat.v1.placeholder(tf.float32, (1, None, None, 3), name="image")
                 self._tv = losses.total_variation(self._image, recipe.tv_form)
                 self._tv_gradient = tf.gradients(self._tv, self._image)[0][0]
@@ -211,33 +212,36 @@ class TiledObjective:
                 factor /= channels**2
             style += factor * np.sum(np.square(diff))
             dgram[layer] = (2.0 * factor * norm) * diff
-        tv = float(self.session.run(self._tv, {self._image: image[None]})) if self._tv is not None else 0.0
-        return np.array([content, style, tv]), dgram, derror
+        terms = {"content": content, "style": style}
+        if self._tv is not None:
+            terms["tv"] = float(self.session.run(self._tv, {self._image: image[None]}))
+        return np.array([terms.get(name, 0.0) for name in self.names]), dgram, derror
 
     def terms(self, image):
-        """(content, style, tv) of an (H, W, 3) image: one forward pass over the tiles."""
+        """The raw terms (in the order of `names`) of an (H, W, 3) image: one forward pass over the tiles."""
         return self._pass_one(np.asarray(image, np.float32))[0]
 
     def evaluate(self, image, adjust=None):
-        """(total, terms (content, style, tv), gradient (H, W, 3) float32) of an (H, W, 3) RGB image.
+        """(total, terms, adjust, gradient (H, W, 3) float32) of an (H, W, 3) RGB image, as the untiled
+        objective's GraphEvaluation returns them (terms and adjust in the order of `names`).
 
         `adjust` as the Objective's: default 1, or 1 / (terms + 1e-10) for an adaptive recipe; given, it is
         held fixed (L-BFGS within a restart)."""
         image = np.asarray(image, np.float32)
         terms, dgram, derror = self._pass_one(image)
         if adjust is None:
-            adjust = 1.0 / (terms + losses.ADAPTIVE_EPS) if self.recipe.adaptive_weights else np.ones(3)
-        weights = term_weights(self.recipe)  # (content, style, tv): a recipe without TV weighs it 0
-        scale = np.array([weights['content'], weights['style'], weights.get('tv', 0.0)]) * np.asarray(adjust)
-        feed = {self._dgram[layer]: scale[1] * value for layer, value in dgram.items()}
-        feed.update({self._derror[layer]: scale[0] * value for layer, value in derror.items()})
+            adjust = 1.0 / (terms + losses.ADAPTIVE_EPS) if self.recipe.adaptive_weights else np.ones(len(terms))
+        adjust = np.asarray(adjust, np.float64)
+        scale = dict(zip(self.names, np.array([self.weights[name] for name in self.names]) * adjust))
+        feed = {self._dgram[layer]: scale["style"] * value for layer, value in dgram.items()}
+        feed.update({self._derror[layer]: scale["content"] * value for layer, value in derror.items()})
         gradient = np.zeros(image.shape, np.float32)
         if self._tv is not None:
-            gradient += scale[2] * self.session.run(self._tv_gradient, {self._image: image[None]})
+            gradient += scale["tv"] * self.session.run(self._tv_gradient, {self._image: image[None]})
         for rows, cols, value in self._runs(image, self._tile_gradient,
                                             lambda rows, cols: {**feed, **self._target_feed(rows, cols)}):
             gradient[rows.start:rows.stop, cols.start:cols.stop] += value
-        return float(np.dot(scale, terms)), terms, gradient
+        return float(sum(scale[name] * term for name, term in zip(self.names, terms))), terms, adjust, gradient
 
     def close(self):
         self.session.close()

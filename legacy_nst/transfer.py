@@ -12,6 +12,7 @@ from .errors import UserError
 from .losses import Objective, StyleTarget, gram, layer_masks
 from .network import VGG, default_conv
 from .optimisers import OPTIMIZER_CLASSES
+from .recipes import term_names, term_weights
 from .runtime import tf
 
 DEVICES = ("auto", "cpu", "gpu")
@@ -60,7 +61,33 @@ def session_config(device):
     return config
 
 
-class Transfer:
+class _Level:
+    """What the run loop needs of one level, untiled or tiled: its terms, the optimiser's run and state."""
+
+    @property
+    def term_names(self):
+        return term_names(self.recipe)
+
+    @property
+    def term_weights(self):
+        return term_weights(self.recipe)
+
+    def run(self, on_evaluation, on_iteration, state=None):
+        """Optimise to the end of the budget (or until a callback raises); `state` resumes a checkpoint."""
+        self.optimiser.run(on_evaluation, on_iteration, state)
+
+    def state(self):
+        return self.optimiser.state()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+class Transfer(_Level):
     """One run's graph, session and optimiser. Targets are computed here, once, then held fixed."""
 
     def __init__(self, recipe, content, styles, params, blend=None, seed=0, device="auto", init_image=None,
@@ -97,27 +124,42 @@ class Transfer:
             self.optimiser.attach(self.session, self.objective)
         self.graph.finalize()
 
-    @property
-    def term_names(self):
-        return self.objective.names
-
-    @property
-    def term_weights(self):
-        return self.objective.weights
-
-    def run(self, on_evaluation, on_iteration, state=None):
-        """Optimise to the end of the budget (or until a callback raises); `state` resumes a checkpoint."""
-        self.optimiser.run(on_evaluation, on_iteration, state)
-
-    def state(self):
-        return self.optimiser.state()
-
     def close(self):
         self.session.close()
 
-    def __enter__(self):
-        return self
 
-    def __exit__(self, *exc):
-        self.close()
-        return False
+def untileable(recipe, masks=None):
+    """Why a recipe cannot run tiled ('' if it can): the tiled objective is exact for sums over positions
+    fed to an image that lives in numpy (L-BFGS, descent); Adam's image is a graph variable, per-layer
+    gradient normalisation divides by a norm over the whole map, and masks are not cut into tiles."""
+    if recipe.optimizer == "adam":
+        return "Adam keeps the image in the graph (use --optimizer lbfgs)"
+    if recipe.normalize_gradients:
+        return "--normalize-gradients needs each layer's whole gradient"
+    if masks is not None and any(m is not None for m in masks):
+        return "--style-masks are not tiled"
+    return ""
+
+
+class TiledTransfer(_Level):
+    """Transfer for an image too large for one graph: the same optimiser fed by tiling.TiledObjective, whose
+    loss and gradient equal the untiled ones (tests/test_tiling.py); targets are computed in tiles too."""
+
+    def __init__(self, recipe, content, styles, params, blend=None, seed=0, device="auto", init_image=None,
+                 tile=512):
+        from .tiling import TiledObjective
+
+        reason = untileable(recipe)
+        if reason:
+            raise UserError(f"{recipe.name} cannot run in tiles: {reason}")
+        self.recipe = recipe
+        self.content, self.styles = content, styles
+        self.objective = TiledObjective(recipe, params, tile, config=session_config(device),
+                                        conv=default_conv(device))
+        self.objective.hold(*self.objective.targets(content, styles, blend))
+        x0 = initial_image(recipe, content, styles, seed) if init_image is None else init_image
+        self.optimiser = OPTIMIZER_CLASSES[recipe.optimizer](recipe, x0)
+        self.optimiser.bind(self.objective)
+
+    def close(self):
+        self.objective.close()

@@ -120,6 +120,6 @@ def test_choose_tile():
     assert memory.choose_tile("vgg19", layers, 3072, 4096, "lbfgs", content, True, available=need(None)) is None
     assert memory.choose_tile("vgg19", layers, 3072, 4096, "lbfgs", content, True, available=need(512)) == 512
     side = memory.largest_side_that_fits("vgg19", layers, (3072, 4096), "lbfgs", need(256) - 1, 256, content, True)
-    with pytest.raises(UserError, match=f"long side of {side} px") as error:
+    with pytest.raises(UserError, match=f"fits is about {side} px: use --size {side} or less") as error:
         memory.choose_tile("vgg19", layers, 3072, 4096, "lbfgs", content, True, available=need(256) - 1)
     assert "\n" not in str(error.value) and 0 < side < 4096

@@ -116,7 +116,8 @@ def test_evaluator_runs_once_per_scipy_evaluation():
     r = recipe("keras-lbfgs")
     with make_transfer(r) as transfer:
         counting = CountingSession(transfer.session)
-        evaluator = optimisers.Evaluator(counting, transfer.objective, transfer.optimiser.image, SHAPE)
+        evaluator = optimisers.Evaluator(optimisers.GraphEvaluation(counting, transfer.objective,
+                                                                   transfer.optimiser.image), SHAPE)
         measured, asked = [], []
         evaluator.on_evaluation = measured.append
 
@@ -145,7 +146,8 @@ def test_evaluator_grads_at_a_new_point_evaluates():
     r = recipe("keras-lbfgs")
     with make_transfer(r) as transfer:
         counting = CountingSession(transfer.session)
-        evaluator = optimisers.Evaluator(counting, transfer.objective, transfer.optimiser.image, SHAPE)
+        evaluator = optimisers.Evaluator(optimisers.GraphEvaluation(counting, transfer.objective,
+                                                                   transfer.optimiser.image), SHAPE)
         x = transfer.content.astype(np.float64).ravel()
         evaluator.loss(x)
         y = x + 1.0
@@ -162,7 +164,7 @@ def test_lbfgs_restarts_report_every_evaluation_and_each_restart(scipy_calls):
     assert r.restarts == 3
     with make_transfer(r) as transfer:
         counting = CountingSession(transfer.session)
-        transfer.optimiser.evaluator.session = counting
+        transfer.optimiser.evaluation.session = counting
         record = Record().run(transfer)
         measured = record.measurements
         assert len(scipy_calls) == 3 and [kwargs["maxfun"] for _, kwargs, _, _ in scipy_calls] == [5, 5, 5]
@@ -255,7 +257,7 @@ def test_exception_from_on_evaluation_stops_lbfgs_mid_run():
     r = recipe("keras-lbfgs", iterations=30, lbfgs_maxfun=10)
     with make_transfer(r) as transfer:
         counting = CountingSession(transfer.session)
-        transfer.optimiser.evaluator.session = counting
+        transfer.optimiser.evaluation.session = counting
         record = Record(stop_evaluation=3)
         with pytest.raises(Stop, match="evaluation 3"):
             record.run(transfer)
@@ -295,7 +297,7 @@ def test_error_inside_an_lbfgs_evaluation_propagates():
                     raise FloatingPointError("evaluation 3 failed")
                 return self.session.run(*args, **kwargs)
 
-        transfer.optimiser.evaluator.session = Broken(transfer.session)
+        transfer.optimiser.evaluation.session = Broken(transfer.session)
         record = Record()
         with pytest.raises(FloatingPointError, match="evaluation 3"):
             record.run(transfer)

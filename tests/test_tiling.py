@@ -6,15 +6,18 @@ VGG19 to block5_conv2 (halo 96 px: every tile reads the whole image and only own
 """
 import dataclasses
 import functools
+import re
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from legacy_nst import architecture, losses, recipes, tiling, weights
+from legacy_nst import Job, LevelStarted, architecture, losses, memory, recipes, run, tiling, weights
 from legacy_nst.errors import UserError
+from legacy_nst.runner import prepare
 from legacy_nst.architecture import layer_depth
 from legacy_nst.network import VGG
+from support import run_main, write_pair
 
 RTOL = 2e-5  # measured: the relative errors are 1e-7 .. 3e-6 (float32 sums in another order)
 
@@ -51,10 +54,8 @@ def untiled(recipe, params, content, style, image, adjust=None):
             style_targets = session.run(grams, {probe: style[None]})
             objective = losses.Objective(vgg, x, recipe, content_targets, [losses.StyleTarget(1.0, style_targets)])
             objective.initialise(session)
-            count = len(objective.names)  # the tiled objective always reports (content, style, tv), tv 0 if none
-            feed = {x: image[None]} if adjust is None else {x: image[None], objective.adjust: adjust[:count]}
+            feed = {x: image[None]} if adjust is None else {x: image[None], objective.adjust: adjust}
             total, terms, gradient = session.run((objective.total, objective.terms, objective.gradient), feed)
-    terms = np.pad(terms, (0, 3 - count))
     return float(total), terms, gradient[0], content_targets, style_targets
 
 
@@ -63,16 +64,16 @@ def relative_error(a, b):
 
 
 def assert_same(tiled_result, untiled_result):
-    total, terms, gradient = tiled_result
+    total, terms, _, gradient = tiled_result
     assert total == pytest.approx(untiled_result[0], rel=RTOL)
     np.testing.assert_allclose(terms, untiled_result[1], rtol=RTOL)
     assert relative_error(gradient, untiled_result[2]) < RTOL
 
 
-def compare(recipe, params, shape, tile, seed=0, adjust=None):
+def compare(recipe, params, shape, tile, seed=0, adjust=None, conv="transposed"):
     content, style, image = pictures(shape, seed)
     expected = untiled(recipe, params, content, style, image, adjust)
-    objective = tiling.TiledObjective(recipe, params, tile=tile, config=fast_config())
+    objective = tiling.TiledObjective(recipe, params, tile=tile, config=fast_config(), conv=conv)
     try:
         objective.hold(expected[3], expected[4])
         return objective, objective.evaluate(image, adjust), expected
@@ -108,6 +109,14 @@ def test_matches_untiled(name):
     recipe = CASES[name]
     objective, result, expected = compare(recipe, synthetic(recipe.network), (96, 128, 3), tile=64)
     assert len(objective.tiles(96, 128)) == 4
+    assert_same(result, expected)
+
+
+def test_the_gpu_convolution_tiles_alike():
+    """A tiled run on a GPU builds plain Conv2D (network.default_conv); here on the CPU, against the untiled
+    transposed-convolution objective."""
+    recipe = CASES["preview-l2"]
+    _, result, expected = compare(recipe, synthetic("vgg19"), (64, 96, 3), tile=32, conv="plain")
     assert_same(result, expected)
 
 
@@ -160,9 +169,9 @@ def test_a_narrower_halo_is_wrong():
     objective = tiling.TiledObjective(recipe, params, tile=32, config=fast_config())
     objective.hold(expected[3], expected[4])
     assert (objective.halo, objective.align) == (16, 4)
-    right = relative_error(objective.evaluate(image)[2], expected[2])
+    right = relative_error(objective.evaluate(image)[3], expected[2])
     objective.halo = 12
-    wrong = relative_error(objective.evaluate(image)[2], expected[2])
+    wrong = relative_error(objective.evaluate(image)[3], expected[2])
     objective.close()
     assert right < RTOL < wrong and wrong > 50 * right
 
@@ -210,3 +219,77 @@ def test_spans_cover_and_align(length, tile):
 def test_tile_below_the_pooling_grid_is_refused():
     with pytest.raises(UserError, match="at least 16 px"):
         tiling.TiledObjective(CASES["tf-eager-blog"], synthetic("vgg19"), tile=8)
+
+
+# ------------------------------------------------------------------------------- tiles in the run loop
+
+def preview_job(real_weights, **changes):
+    """The preview recipe on two small pictures (the content 96 × 128 px), genuine partial VGG19."""
+    content, style = pictures((96, 128, 3), 8, 2)
+    settings = dict(content=content, styles=[style], recipe="preview", weights=str(real_weights), device="cpu",
+                    overrides={"size": 128, "iterations": 8})
+    settings.update(changes)
+    return Job(**settings)
+
+
+def totals(result):
+    return np.array([row["total"] for row in result.history])
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "descent"])
+def test_a_tiled_run_follows_the_untiled_one(real_weights, optimizer):
+    """12 tiles of 32 px (halo 16): the same losses evaluation by evaluation and the same image at the end,
+    to float32 precision (the sums' order is the only difference, and the optimiser amplifies it little in
+    eight steps)."""
+    overrides = {"size": 128, "iterations": 8, "optimizer": optimizer, "learning_rate": 1.0}
+    events = []
+    tiled = run(preview_job(real_weights, tile=32, overrides=overrides), events.append)
+    untiled = run(preview_job(real_weights, overrides=overrides))
+    started = [e for e in events if isinstance(e, LevelStarted)]
+    assert [(e.tile, e.tiled_because) for e in started] == [(32, "asked for with --tile")]
+    assert tiled.finished and untiled.finished and len(tiled.history) == len(untiled.history) >= 8
+    np.testing.assert_allclose(totals(tiled), totals(untiled), rtol=1e-4)
+    assert totals(tiled)[-1] < 0.8 * totals(tiled)[0]  # it optimised
+    assert np.max(np.abs(tiled.image - untiled.image)) < 0.05
+
+
+def test_the_cli_says_when_it_tiles(real_weights, tmp_path, capsys):
+    content, style = write_pair(tmp_path, (48, 64))
+    code, _, err = run_main(["--recipe", "preview", "--size", 64, "--iterations", 2, "--content", content,
+                             "--style", style, "--weights", real_weights, "--output", tmp_path / "o.png",
+                             "--tile", 16], capsys)
+    assert code == 0, err
+    assert "64×48 px in 16 px tiles, exact (tiling.py; asked for with --tile)" in err
+    assert (tmp_path / "o.png").is_file()
+
+
+def estimate(recipe, height, width, tile=None):
+    return memory.estimate_bytes(recipe.network, recipe.layers, height, width, recipe.optimizer, tile,
+                                 recipe.content_layers, recipe.lbfgs_bounds)
+
+
+def test_tiles_are_chosen_only_when_one_graph_would_not_fit(real_weights, monkeypatch):
+    """At 4096 × 3072 px (nothing is allocated before the run starts): the machine pretends to have just
+    what 512 px tiles need, then just what one graph needs."""
+    preview = recipes.get("preview")
+    plan_at = lambda available: (monkeypatch.setattr(memory, "available_bytes", lambda: available),  # noqa: E731
+                                 prepare(preview_job(real_weights, overrides={"size": 4096})))[1]
+    plan = plan_at(estimate(preview, 3072, 4096, 512) * memory.MARGIN)
+    (tile, why), = plan.tiles
+    assert tile == 512 and why.startswith("untiled, 4096×3072 px needs about ")
+    assert plan_at(estimate(preview, 3072, 4096) * memory.MARGIN).tiles == (None,)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"recipe": "tf-eager-blog", "overrides": {"size": 4096}},
+     "cannot run in tiles (Adam keeps the image in the graph (use --optimizer lbfgs))"),
+    ({"overrides": {"size": 4096, "normalize_gradients": True}},
+     "cannot run in tiles (--normalize-gradients needs each layer's whole gradient)"),
+    ({"tile": 2}, "--tile 2: below 4 px, the pooling grid"),
+    ({"recipe": "tf-eager-blog", "tile": 64}, "--tile: tf-eager-blog cannot run in tiles: Adam"),
+])
+def test_what_cannot_be_tiled_is_refused_up_front(real_weights, monkeypatch, changes, message):
+    monkeypatch.setattr(memory, "available_bytes", lambda: estimate(recipes.get("preview"), 3072, 4096, 512) * 2)
+    with pytest.raises(UserError, match=re.escape(message)) as error:
+        prepare(preview_job(real_weights, **changes))
+    assert "\n" not in str(error.value)
