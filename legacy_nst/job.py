@@ -40,7 +40,12 @@ AUTO_SMALLEST = 64  # px: below this a level's Grams say little about a painting
 def auto_levels(size, iterations):
     """Coarse to fine: the requested size halved twice (no level under 64 px), the budget split 20/30/50 %,
     so the whole schedule costs about 0.59 of one level at full size (a level at half the side costs a
-    quarter per evaluation); each level starts from the previous result upsampled (bench/time_to_quality.py)."""
+    quarter per evaluation); each level starts from the previous result upsampled.
+
+    Opt-in, no recipe's default: on the preview objective it reaches every loss later than one scale does
+    (bench/time_to_quality.py, bench/README.md). The upsampled coarse result lacks the fine strokes the
+    block1-2 Grams measure at full size; its full-size loss is about half the photo's, which one scale's
+    L-BFGS reaches in 3 evaluations."""
     if size is None:
         raise UserError("--scales auto needs a size (this recipe keeps each image's own size): give --size")
     sizes = [s for s in (size // 4, size // 2) if s >= AUTO_SMALLEST] + [size]

@@ -81,7 +81,7 @@ class Recipe:
     noise: str = "uniform"  # uniform: U[0,1) in preprocessed space; uniform+128: seed 002; gaussian: N(0, 1e-3)
     init_noise_blend: float = 0.0  # anish's --initial-noiseblend: (1 − b) · start + b · noise (σ = 0.1 std)
     result_image: str = "last"  # the lowest-loss image, or the optimiser's last (after its final update)
-    coarse_to_fine: bool = False  # without a schedule: job.auto_levels; no recipe has it on yet (see README)
+    coarse_to_fine: bool = False  # without a schedule: job.auto_levels; off everywhere (job.auto_levels says why)
     # the sources' quirks (docs/quirks.md): each default here is the corrected behaviour, each source recipe
     # sets its own code's; `corrected(recipe)` switches them all back (CLI --corrected)
     best_image_after_update: bool = False  # seed 000: the kept image is the one after the best step's update

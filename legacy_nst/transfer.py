@@ -133,7 +133,7 @@ def untileable(recipe, masks=None):
     fed to an image that lives in numpy (L-BFGS, descent); Adam's image is a graph variable, per-layer
     gradient normalisation divides by a norm over the whole map, and masks are not cut into tiles."""
     if recipe.optimizer == "adam":
-        return "Adam keeps the image in the graph (use --optimizer lbfgs)"
+        return "Adam keeps the image in the graph; use --optimizer lbfgs"
     if recipe.normalize_gradients:
         return "--normalize-gradients needs each layer's whole gradient"
     if masks is not None and any(m is not None for m in masks):

@@ -282,7 +282,7 @@ def test_tiles_are_chosen_only_when_one_graph_would_not_fit(real_weights, monkey
 
 @pytest.mark.parametrize("changes, message", [
     ({"recipe": "tf-eager-blog", "overrides": {"size": 4096}},
-     "cannot run in tiles (Adam keeps the image in the graph (use --optimizer lbfgs))"),
+     "cannot run in tiles (Adam keeps the image in the graph; use --optimizer lbfgs); the largest long side"),
     ({"overrides": {"size": 4096, "normalize_gradients": True}},
      "cannot run in tiles (--normalize-gradients needs each layer's whole gradient)"),
     ({"tile": 2}, "--tile 2: below 4 px, the pooling grid"),
