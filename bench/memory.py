@@ -96,7 +96,7 @@ def fit_engine(report):
     rows = []
     for name, weights_path in {"tf-eager-blog": "synthetic", "preview": PARTIAL}.items():
         recipe = recipes.get(name).check()
-        deepest = max(recipe.layers, key=lambda n: architecture.layer_depth(recipe.network, n))
+        deepest = architecture.deepest_layer(recipe.network, recipe.layers)
         for size in (128, 256, 512, 1024):
             result = run_tiling_child("untiled", name, size, weights_path, 0)
             h, w = result["shape"]
@@ -119,7 +119,7 @@ def fit_tiled(report):
 
     fit = report["engine_fit"]
     recipe = recipes.get("preview").check()
-    deepest = max(recipe.layers, key=lambda n: architecture.layer_depth(recipe.network, n))
+    deepest = architecture.deepest_layer(recipe.network, recipe.layers)
     rows = []
     for size in (1024, 2048):
         result = run_tiling_child("tiled", "preview", size, PARTIAL, 512)

@@ -104,12 +104,6 @@ def conv_flops(network, deepest, height, width):
     raise ValueError(deepest)
 
 
-def deepest_layer(recipe):
-    from legacy_nst.architecture import layer_depth
-
-    return max(recipe.layers, key=lambda name: layer_depth(recipe.network, name))
-
-
 # ---------------------------------------------------------------------------------------- formulations
 
 class Engine:
@@ -478,9 +472,11 @@ def levers(args, h5, size):
 def measure_size(args, h5, size, matmul):
     import tensorflow as tf
 
+    from legacy_nst.architecture import deepest_layer
+
     recipe = engine_recipe(args.recipe, size)
     content, style = test_images(size)
-    deepest = deepest_layer(recipe)
+    deepest = deepest_layer(recipe.network, recipe.layers)
     flops = 2 * conv_flops(recipe.network, deepest, size, size)
     seed_flops = 2 * conv_flops("vgg19", "block5_conv2", size, size)
     print(f"\n== {size} × {size}: building (engine to {deepest}: {flops / 1e9:.1f} GFLOP per evaluation)", flush=True)

@@ -41,6 +41,11 @@ def layer_depth(network, name):
     return conv_layers(network).index(name)
 
 
+def deepest_layer(network, layers):
+    """The layer of `layers` furthest into the network: where a graph reading them can stop."""
+    return max(layers, key=lambda name: layer_depth(network, name))
+
+
 def canonical_layer(network, name):
     """Keras name for `block4_conv2`, `conv4_2`, `relu4_2`, or a 0-based conv index (seed 002's ids)."""
     text = str(name).strip()

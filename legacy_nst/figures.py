@@ -32,7 +32,7 @@ import re
 from dataclasses import dataclass, field, replace
 
 from . import images, recipes, sizing
-from .architecture import canonical_layer, conv_layers, layer_depth
+from .architecture import canonical_layer, conv_layers, deepest_layer, layer_depth
 from .atomic import write_text
 from .errors import UserError
 from .job import Job, Output
@@ -306,7 +306,7 @@ def fit_to_weights(figure, present, source="the weights"):
             span = f"{blocks[0]}-{blocks[-1]}" if len(blocks) > 1 else blocks[0]
             missing[cell.row, cell.col] = f"not run: needs block{span} weights"
     if figure.cells and not kept:
-        deepest = max(present, key=lambda layer: layer_depth(NETWORK, layer))
+        deepest = deepest_layer(NETWORK, present)
         block = int(deepest[5])
         needed = sorted({short(l) for cell in figure.cells for l in cell.job.resolved_recipe().layers
                          if l not in present})

@@ -11,7 +11,7 @@ every convolution up to it (the backward pass keeps them, ReLU outputs and gradi
 import resource
 from pathlib import Path
 
-from .architecture import conv_layers, conv_shapes, halo, layer_depth, pools_before
+from .architecture import conv_layers, conv_shapes, deepest_layer, halo, pools_before
 from .errors import UserError
 
 GIB = 1024**3
@@ -72,7 +72,7 @@ def estimate_bytes(network, layers, height, width, optimizer, tiled_tile=None, c
     optimizer: lbfgs | adam | descent | None (the objective alone); bounds: L-BFGS-B with pixel
     bounds; content_layers: the layers whose full feature maps are held as targets (default: the deepest);
     tiled_tile: the tile size of a TiledObjective, None for the untiled Objective."""
-    deepest = max(layers, key=lambda name: layer_depth(network, name))
+    deepest = deepest_layer(network, layers)
     content_layers = (deepest,) if content_layers is None else content_layers
     pixels = height * width
     kind = "lbfgs+bounds" if optimizer == "lbfgs" and bounds else optimizer

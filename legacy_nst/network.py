@@ -6,7 +6,7 @@ block3_conv1 is 5 convolutions instead of 16.
 """
 import numpy as np
 
-from .architecture import CAFFE_MEAN_BGR, POOLINGS, canonical_layer, conv_layers, layer_depth
+from .architecture import CAFFE_MEAN_BGR, POOLINGS, canonical_layer, conv_layers, deepest_layer
 from .errors import UserError
 from .runtime import tf
 
@@ -127,7 +127,7 @@ class FeatureProbe:
 
     def __init__(self, network, params, layers, pooling="max", config=None):
         self.layers = [canonical_layer(network, name) for name in layers]
-        deepest = max(self.layers, key=lambda name: layer_depth(network, name))
+        deepest = deepest_layer(network, self.layers)
         self._graph = tf.Graph()
         with self._graph.as_default():
             self._image = tf.compat.v1.placeholder(tf.float32, (1, None, None, 3), name="rgb")

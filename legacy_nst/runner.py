@@ -167,24 +167,24 @@ def _tiles(recipe, levels, content_shape, style_shapes, scales, masks, tile):
     """Per level, None (one graph) or (tile px, why): tiles when asked for (`tile`), or when the untiled run
     would not fit in this machine's memory (RAM, a cgroup limit, ulimit -v; memory.py's model). What fits
     neither way is refused now, naming the largest size that fits, instead of being killed halfway."""
-    from .architecture import halo, layer_depth
+    from .architecture import deepest_layer, halo
     from .transfer import untileable
 
     available = memory.available_bytes()
     reason = untileable(recipe, masks)
     if tile is not None:
-        align = halo(recipe.network, max(recipe.layers, key=lambda name: layer_depth(recipe.network, name)))[1]
+        align = halo(recipe.network, deepest_layer(recipe.network, recipe.layers))[1]
         if reason:
             raise UserError(f"--tile: {recipe.name} cannot run in tiles: {reason}")
         if tile < align:
             raise UserError(f"--tile {tile}: below {align} px, the pooling grid of this recipe's deepest layer; "
                             f"use --tile {align} or more")
+    model = dict(content_layers=recipe.content_layers, bounds=recipe.lbfgs_bounds)
     chosen = []
     for level in levels:
         shape, styles = sized_shapes(dataclasses.replace(recipe, size=level.size), content_shape, style_shapes,
                                      scales)
         h, w = max([shape] + styles, key=lambda s: s[0] * s[1])
-        model = dict(content_layers=recipe.content_layers, bounds=recipe.lbfgs_bounds)
         need = memory.estimate_bytes(recipe.network, recipe.layers, h, w, recipe.optimizer, **model)
         if tile is None and memory.fits(need, available):
             chosen.append(None)

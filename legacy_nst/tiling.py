@@ -25,7 +25,7 @@ import numpy as np
 
 from . import losses
 from .errors import UserError
-from .architecture import conv_shapes, halo, layer_depth, pools_before
+from .architecture import conv_shapes, deepest_layer, halo, pools_before
 from .network import VGG
 from .recipes import term_names, term_weights
 from .runtime import tf
@@ -84,7 +84,7 @@ class TiledObjective:
     def __init__(self, recipe, params, tile=512, config=None, conv="transposed"):
         self.recipe = recipe
         self.names, self.weights = term_names(recipe), term_weights(recipe)
-        deepest = max(recipe.layers, key=lambda name: layer_depth(recipe.network, name))
+        deepest = deepest_layer(recipe.network, recipe.layers)
         self.halo, self.align = halo(recipe.network, deepest)
         if tile < self.align:
             raise UserError(f"tile size {tile} px is below {self.align} px, the pooling grid of {deepest}; "

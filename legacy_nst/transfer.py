@@ -7,7 +7,7 @@ keep (as in anishathalye/neural-style). Nothing here writes files or knows about
 import numpy as np
 
 from . import images
-from .architecture import CAFFE_MEAN_BGR, layer_depth
+from .architecture import CAFFE_MEAN_BGR, deepest_layer
 from .errors import UserError
 from .losses import Objective, StyleTarget, gram, layer_masks
 from .network import VGG, default_conv
@@ -101,7 +101,7 @@ class Transfer(_Level):
         x0 = initial_image(recipe, content, styles, seed) if init_image is None else init_image
         self.graph = tf.Graph()
         with self.graph.as_default():
-            deepest = max(recipe.layers, key=lambda name: layer_depth(recipe.network, name))
+            deepest = deepest_layer(recipe.network, recipe.layers)
             vgg = VGG(recipe.network, params, deepest, recipe.pooling, conv=default_conv(device))
             probe = tf.compat.v1.placeholder(tf.float32, (1, None, None, 3), name="probe")
             probe_features = vgg(probe)

@@ -39,7 +39,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from .architecture import conv_layers, conv_shapes, layer_depth, layer_sequence
+from .architecture import conv_layers, conv_shapes, deepest_layer, layer_sequence
 from .atomic import atomic_path, temp_stem
 from .errors import UserError
 
@@ -413,7 +413,7 @@ def load_weights(path, network, layers):
     shapes = conv_shapes(network)
     for layer in layers:
         if layer not in params:
-            deepest = max(known, key=lambda n: layer_depth(network, n)) if known else "none"
+            deepest = deepest_layer(network, known) if known else "none"
             needed_by = f", which {requested} needs" if layer != requested else ""
             raise UserError(f"{path}: has no weights for {layer}{needed_by} (deepest layer in the file: "
                             f"{deepest}); choose shallower layers or use the full weight file")

@@ -209,7 +209,7 @@ class Built:
         self.recipe = recipe
         self.graph = tf.Graph()
         with self.graph.as_default():
-            deepest = max(recipe.layers, key=lambda name: architecture.layer_depth(recipe.network, name))
+            deepest = architecture.deepest_layer(recipe.network, recipe.layers)
             self.vgg = network.VGG(recipe.network, params, deepest, recipe.pooling)
             self.probe = tf.compat.v1.placeholder(tf.float32, (1, None, None, 3))
             self.probe_features = self.vgg(self.probe)

@@ -15,7 +15,7 @@ import tensorflow as tf
 from legacy_nst import Job, LevelStarted, architecture, losses, memory, recipes, run, tiling, weights
 from legacy_nst.errors import UserError
 from legacy_nst.runner import prepare
-from legacy_nst.architecture import layer_depth
+from legacy_nst.architecture import deepest_layer
 from legacy_nst.network import VGG
 from support import run_main, write_pair
 
@@ -43,7 +43,7 @@ def untiled(recipe, params, content, style, image, adjust=None):
     """(total, terms, gradient, content targets, style targets) of the untiled losses.Objective."""
     graph = tf.Graph()
     with graph.as_default():
-        deepest = max(recipe.layers, key=lambda name: layer_depth(recipe.network, name))
+        deepest = deepest_layer(recipe.network, recipe.layers)
         vgg = VGG(recipe.network, params, deepest, recipe.pooling)
         probe = tf.compat.v1.placeholder(tf.float32, (1, None, None, 3))
         features = vgg(probe)
