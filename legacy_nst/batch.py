@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import runner
+from . import interrupts, runner
 from .atomic import temp_stem, write_text
 from .errors import UserError
 from .events import LevelFinished, LevelStarted
@@ -158,6 +158,7 @@ def attempt(job, where=""):
         outcome.status = {"finished": "done", "interrupted": "interrupted", "terminated": "interrupted"}.get(
             result.stopped, "failed")
         outcome.reason = result.message
+    interrupts.hold()  # the outcome is decided (a finished run held signals already): it must be reported
     outcome.seconds = time.perf_counter() - start
     timings["cpu"] = time.process_time() - cpu  # this process's CPU seconds (all its threads): load-proof
     return outcome
@@ -195,9 +196,11 @@ class _Inline:
 
     def wait(self):
         task = self.queue.popleft()
-        outcome = attempt(task.job)
-        if outcome.status == "interrupted":  # Ctrl-C reached the run in this process: stop the batch
+        with interrupts.scope() as held:
+            outcome = attempt(task.job)
+        if outcome.status == "interrupted" or held.came:  # Ctrl-C reached this process: stop the batch
             self.stopped = [(task, outcome)]
+            held.deliver()  # one that came as the job finished goes to the handler (SIGTERM: exit 143)
             raise KeyboardInterrupt
         return [(task, outcome)]
 
@@ -224,11 +227,13 @@ def _worker_main(connection):
             job = connection.recv()
             if job is None:
                 return
-            outcome = attempt(job)
-            outcome.timings["startup"] = startup  # the import is the first job's overhead
-            outcome.timings["cpu"] += startup_cpu
-            startup = startup_cpu = 0.0
-            connection.send(outcome)
+            with interrupts.scope() as held:  # a SIGTERM at the job's end waits until it is reported
+                outcome = attempt(job)
+                outcome.timings["startup"] = startup  # the import is the first job's overhead
+                outcome.timings["cpu"] += startup_cpu
+                startup = startup_cpu = 0.0
+                connection.send(outcome)
+            held.deliver()
     except (runner.Terminated, EOFError, BrokenPipeError):
         return
 

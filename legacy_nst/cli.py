@@ -318,6 +318,8 @@ def run(args):
     if result.stopped != "finished":
         print(f"{PROG}: {result.message}", file=sys.stderr)
         return EXIT_CODES[result.stopped]
+    if result.message:  # a signal came while the result was being written
+        print(f"{PROG}: {result.message}", file=sys.stderr)
     final = result.history[-1]["total"] if result.history else float("nan")
     print(f"saved {result.files['result']} ({result.evaluations} evaluations, {result.seconds:.1f} s, "
           f"final loss {final:.4g}); losses in {result.files['log']}")

@@ -79,7 +79,7 @@ class Result:
     seconds: float
     stopped: str  # one of STOP_REASONS
     term_names: tuple = ()
-    message: str = ""  # why it stopped, when it did not finish
+    message: str = ""  # why it stopped, when it did not finish (a finished run: a signal that came at its end)
     files: dict = field(default_factory=dict)  # kind -> path of what was written (the last of each kind)
 
     @property

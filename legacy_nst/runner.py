@@ -5,18 +5,20 @@ checkpoint, weights) and raises UserError naming the problem; `execute` builds o
 schedule, reports every evaluation and iteration as events, saves what the job's output settings ask for,
 and returns a Result. An interrupt (KeyboardInterrupt, or `Terminated` raised by a SIGTERM handler), a loss
 that becomes non-finite or a file that cannot be written ends the run with its best image kept as
-STEM.partial.EXT (never under the final name) and the reason in `Result.stopped`.
+STEM.partial.EXT (never under the final name) and the reason in `Result.stopped`. Once the optimisation is
+over, an interrupt waits until the outputs are written (interrupts.py): a run that has finished is finished.
 """
 import dataclasses
 import json
 import math
 import os
+import signal
 import time
 
 import numpy as np
 
 from . import checkpoint as checkpoints
-from . import colour, images, memory, plots, weights
+from . import colour, images, interrupts, memory, plots, weights
 from .errors import UserError, WriteError
 from .events import Evaluation, IterationFinished, LevelFinished, LevelStarted, Result, Saved
 from .history import Tracker, history_row, log_text
@@ -225,13 +227,18 @@ def run(job, on_event=None):
 
 def execute(plan, on_event=None):
     """Run a prepared Plan (its outputs claimed while it works); returns the Result."""
-    if plan.paths:
-        plan.paths.claim()
-    try:
-        return _Execution(plan, on_event).run()
-    finally:
+    with interrupts.scope() as held:
         if plan.paths:
-            plan.paths.release()
+            plan.paths.claim()
+        try:
+            result = _Execution(plan, on_event).run()
+        finally:
+            if plan.paths:
+                plan.paths.release()
+    if held.came and result.finished:
+        name = signal.Signals(held.came[0]).name
+        result.message = f"{name} came while the result was being written; the run is complete"
+    return result
 
 
 class _Execution:
@@ -278,6 +285,7 @@ class _Execution:
                 if plan.resume is not None and k < plan.resume.level:
                     continue
                 self._level(k, level)
+            interrupts.hold()  # the optimisation is over: nothing stops the result being written now
             self._finish()
         except KeyboardInterrupt:
             stopped, message = "interrupted", f"interrupted at evaluation {self.evaluations}"
@@ -287,6 +295,7 @@ class _Execution:
             stopped, message = "non-finite", str(exc)
         except WriteError as exc:
             stopped, message = "write-failed", str(exc)
+        interrupts.hold()  # a stopped run keeps what it has, whatever else comes
         if stopped != "finished":
             message = self._keep_partial(stopped, message)
         tracker = self.tracker
@@ -337,6 +346,7 @@ class _Execution:
                                    transfer.term_names, dict(weights_), tile, why))
 
             def on_evaluation(m):
+                interrupts.check()  # a signal whose exception was dropped where it landed stops the run here
                 terms = dict(zip(transfer.term_names, map(float, m.terms)))
                 weighted = {name: float(weights_[name]) * float(a) * v  # Python floats: an overflow is inf
                             for (name, v), a in zip(terms.items(), m.adjust)}

@@ -8,6 +8,7 @@ oracle is the same file run one job at a time in this process: every other mode 
 bytes and the same loss values (wall-clock seconds aside)."""
 import csv
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -310,9 +311,10 @@ def test_an_interrupted_batch_resumes_where_it_was_cut(reference, jobs_file, tmp
         out, _ = driver.communicate(timeout=120)
     assert driver.returncode == 130, (out, (tmp_path / "stderr1.txt").read_text())
     first = summary(tmp_path)
-    assert first["victim"]["status"] == "interrupted" and checkpoint.is_file()
+    victim = (first["victim"], sorted(p.name for p in (tmp_path / "victim").iterdir()))  # when one fails
+    assert first["victim"]["status"] == "interrupted" and checkpoint.is_file(), victim
     done_first = {n for n, row in first.items() if row["status"] == "done"}
-    assert done_first and (tmp_path / "victim" / "victim.partial.png").is_file()
+    assert done_first and (tmp_path / "victim" / "victim.partial.png").is_file(), victim
     code, out, err = run_main(["batch", jobs_file, "--out", tmp_path], capsys)
     assert code == 1, err  # the two failing jobs fail again
     assert f"{len(DONE) + len(FAILING)} jobs: {len(DONE)} done ({len(done_first)} by an earlier run), 2 failed" in out
@@ -321,6 +323,58 @@ def test_an_interrupted_batch_resumes_where_it_was_cut(reference, jobs_file, tmp
     assert records["victim"]["status"] == "done" and records["victim"]["resumed_from"] > 0
     assert not (tmp_path / "victim" / "victim.partial.png").exists()
     assert_same_outputs(tmp_path, reference[0])
+
+
+def small_jobs(jobs_file, out, count=2):
+    """The first `count` sweep jobs, with their outputs in `out` as run_jobs would place them."""
+    jobs = [batch._with_output(job, i, out) for i, job in enumerate(
+        [job for job in jobsfile.load_jobs(jobs_file) if job.name in SMALL][:count])]
+    for job in jobs:
+        os.makedirs(os.path.dirname(job.output.path))
+    return jobs
+
+
+def signalled_as_attempts_return(monkeypatch, signum):
+    """batch.attempt, with `signum` sent to this process as each job's run returns, before it is reported:
+    the window in which a finished job used to be lost (its worker ended without reporting it)."""
+    real = batch.attempt
+
+    def attempt(job, where=""):
+        outcome = real(job, where)
+        os.kill(os.getpid(), signum)
+        return outcome
+
+    monkeypatch.setattr(batch, "attempt", attempt)
+
+
+@pytest.fixture
+def own_signal_handlers():
+    """A worker's main loop run in this process installs its handlers here: the test's come back after."""
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+
+
+def test_a_worker_reports_the_job_that_finished_as_sigterm_came_then_stops(jobs_file, tmp_path, monkeypatch,
+                                                                          own_signal_handlers):
+    first, second = small_jobs(jobs_file, tmp_path)
+    signalled_as_attempts_return(monkeypatch, signal.SIGTERM)
+    ours, theirs = multiprocessing.Pipe()
+    ours.send(first)
+    ours.send(second)
+    batch._worker_main(theirs)  # the worker's loop, in this process
+    assert ours.poll(0), "the finished job was never reported"
+    outcome = ours.recv()
+    assert (outcome.name, outcome.status) == (first.name, "done") and os.path.isfile(first.output.path)
+    assert not ours.poll(0) and not os.path.exists(second.output.path)  # the SIGTERM then ended the worker
+
+
+def test_ctrl_c_as_a_job_finishes_stops_an_inline_batch_with_that_job_done(jobs_file, tmp_path, monkeypatch):
+    signalled_as_attempts_return(monkeypatch, signal.SIGINT)
+    outcomes = batch.run_jobs(small_jobs(jobs_file, tmp_path), tmp_path)
+    assert [o.status for o in outcomes] == ["done", "pending"], [o.reason for o in outcomes]
+    assert [r["status"] for r in summary(tmp_path).values()] == ["done", "pending"]
 
 
 def test_duplicate_names_and_bad_workers_are_refused(tmp_path):
