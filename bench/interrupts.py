@@ -15,8 +15,8 @@ wait for its report). Every outcome is checked against what a user must be able 
   interrupted   no result; a partial image exactly when an evaluation was measured; a checkpoint never
                 without a partial image
 
-A worker that ends after reporting is replaced and warmed before the next trial. That happens when the
-SIGTERM came while the finished job was being written (interrupts.py holds it until the report).
+A SIGTERM that finds the job finished (held through its commit by interrupts.py, or come while the worker
+waited for its next job) ends the worker once it has reported the job; the bench then warms a fresh one.
 The workers' stderr is kept aside and searched for the SIGTERM exceptions Python reports as "Exception
 ignored": a handler that ran inside a weakref callback, whose exception was dropped there.
 Prints the counts and every wrong outcome; --json writes them.
@@ -111,27 +111,33 @@ def main():
             folder = submit()
             after = rng.uniform(0, 1.2 * job_seconds)
             time.sleep(after)
-            outcome = finished(0) or next(iter(pool.interrupt()))[1]
+            outcome = finished(0)
+            signalled = outcome is None
+            if signalled:
+                outcome = next(iter(pool.interrupt()))[1]
             verdict_ = verdict(outcome, folder)
             counts[(getattr(outcome, "status", "lost"), verdict_ == "ok")] += 1
             if verdict_ != "ok":
                 wrong.append({"trial": i, "after_s": round(after, 3), "verdict": verdict_,
                               "files": sorted(p.name for p in folder.iterdir())})
                 print(f"  wrong, trial {i} at {after:.3f} s: {verdict_}")
-            worker = pool.idle[-1][0] if pool.idle else None
-            if worker is not None:
-                worker.join(timeout=2.0)
-            if worker is None or not worker.is_alive():  # it ended after its report: a fresh, warm one
-                if pool.idle:
-                    pool.idle.pop()
-                counts["worker ended after its report"] += 1
-                warm()
+            # A SIGTERM that found the job finished (held through the commit, or come while the worker
+            # waited for its next job) ends the worker once the job is reported: a fresh, warm one then.
+            if signalled and getattr(outcome, "status", None) == "done":
+                worker, connection = pool.idle.pop()
+                worker.join(timeout=60)
+                if worker.is_alive():  # the signal was lost (before interrupts.py, a dropped one was)
+                    pool.idle.append((worker, connection))
+                    counts["worker went on after a signal"] += 1
+                else:
+                    counts["worker ended after its report"] += 1
+                    warm()
     finally:
         pool.close()
         os.dup2(own_stderr, 2)
     rows = [(f"{status} ({'ok' if ok else 'WRONG'})", n) for (status, ok), n in sorted(
         (k, v) for k, v in counts.items() if isinstance(k, tuple))]
-    rows.append(("worker ended after its report", counts["worker ended after its report"]))
+    rows += [(label, counts[label]) for label in ("worker ended after its report", "worker went on after a signal")]
     workers_stderr.seek(0)
     dropped = sum(line.startswith("legacy_nst.runner.Terminated") for line in workers_stderr)
     rows.append(("SIGTERM dropped where it landed (Exception ignored)", dropped))

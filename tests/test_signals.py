@@ -6,6 +6,9 @@
   exit 130 / 143. Resuming from its STEM.checkpoint.npz reaches the same image as an uninterrupted run with
   the same seed: L-BFGS with restarts (keras-lbfgs), and Adam (tf-eager-blog, whose grid of snapshots must
   survive the resume too).
+- A signal that comes while the result is being written waits for it: the run is finished (exit 0), with
+  no partial image beside the result. One whose exception Python dropped (a handler that ran inside a
+  weakref callback) still stops the run, at its next evaluation (interrupts.py).
 - No `.part` temporary file is left after any of it.
 
 Everything runs on synthetic VGG19 weights at 32 px. The uninterrupted reference and the resumed runs are
