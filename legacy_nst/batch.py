@@ -12,9 +12,12 @@ processes) or as tasks on a Ray cluster, and keeps a summary of every job.
 - OUT/summary.csv and OUT/summary.json list every job (status, reason, final losses, evaluations, seconds,
   where it ran, attempts) and are rewritten, atomically, after every job.
 - Local workers are processes (TensorFlow sessions in threads would share one thread pool), started once:
-  each imports TensorFlow once and keeps the weights it read (weights.load_weights_cached), and runs with
-  TF_NUM_INTRAOP_THREADS = OMP_NUM_THREADS = cores // workers. The same job gives the same bytes in any
-  mode: the result does not depend on the number of threads (tests/test_batch.py compares them).
+  each imports TensorFlow once and keeps the weights it read (weights.load_weights_cached).
+- Threads: every job runs with `cpus_per_job` threads (Job.threads; default 1) in every mode, inline, in a
+  worker process or as a Ray task, because oneDNN's float32 sums depend on the thread count (on an AVX2
+  EPYC 2 threads and 1 gave final losses 3.793e6 and 3.776e6). So a job gives the same bytes in any mode on
+  the same kind of machine (tests/test_batch.py compares them); on another CPU kind, the same image to
+  float32 tolerance.
 - Ray: each job is one task asking for `cpus_per_job` CPUs (or one GPU, for device "gpu", or "auto" on a
   cluster with GPUs). Tasks write through the same code into `out_dir`, so `out_dir` and the inputs must
   be on a filesystem every node sees (a node that cannot see `out_dir` fails the job saying so); the
@@ -35,6 +38,7 @@ import multiprocessing.connection
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -43,7 +47,7 @@ import numpy as np
 
 from . import interrupts, runner
 from .atomic import temp_stem, write_text
-from .errors import UserError
+from .errors import ThreadsFixed, UserError
 from .events import LevelFinished, LevelStarted
 from .outputs import OutputPaths
 
@@ -52,7 +56,7 @@ SUMMARY_COLUMNS = ("name", "status", "reason", "evaluations", "final_total", "se
                    "resumed_from", "output")
 CHECKPOINTS_PER_JOB = 4  # save_every = budget / this, for jobs whose recipe source saves nothing
 INTERRUPT_GRACE = 60.0  # seconds running jobs get to keep their partial image and records after Ctrl-C
-THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS")  # per worker: cores // workers
+THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS")  # per worker: its jobs' threads
 POLL = 0.5  # seconds between looks at the workers (a result wakes the driver at once)
 RAY_INSTALL = "--ray needs Ray, which is not installed: pip install -e '.[ray]' (or pip install 'ray>=2.10')"
 
@@ -518,12 +522,15 @@ def run_jobs(jobs, out_dir, workers=1, ray_address=None, on_progress=None, *, re
     `ray start` made, or $RAY_ADDRESS), "HOST:PORT", "local" (a one-machine cluster started for this call on
     127.0.0.1), or None (no Ray); if Ray is already initialised in this process, that connection is used.
     on_progress(Progress) is called whenever a job starts or ends. retries: attempts after a worker died.
-    cpus_per_job: CPUs each Ray task asks for (default 1). UserError for bad jobs, before anything runs."""
+    cpus_per_job: each job's threads in every mode (a Job's own `threads` wins), and the CPUs each Ray task
+    asks for (default 1). UserError for bad jobs, before anything runs."""
     if workers < 1:
         raise UserError(f"--workers {workers}: must be at least 1")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    jobs = [_with_output(job, i, out_dir) for i, job in enumerate(jobs)]
+    threads = max(1, int(cpus_per_job or 1))
+    jobs = [_with_output(job if job.threads else dataclasses.replace(job, threads=threads), i, out_dir)
+            for i, job in enumerate(jobs)]
     seen = {}
     for job in jobs:
         if job.name in seen:
@@ -601,11 +608,24 @@ def run_jobs(jobs, out_dir, workers=1, ray_address=None, on_progress=None, *, re
     return outcomes
 
 
+def _inline_can_run(cpus_per_job):
+    """Whether this process can run jobs with `cpus_per_job` threads: yes until its TensorFlow has run
+    with another count (a notebook's or a test's earlier run), which TensorFlow cannot change; then the jobs
+    go to one worker process, so that they give the bytes they give in every other mode."""
+    if "tensorflow" not in sys.modules:
+        return True
+    from .runtime import fix_threads
+
+    try:
+        fix_threads(max(1, int(cpus_per_job or 1)))
+    except ThreadsFixed:
+        return False
+    return True
+
+
 def _pool(workers, ray_address, cpus_per_job, count):
     if ray_address is not None:
         return _Ray(ray_address, cpus_per_job, slots=workers if workers > 1 else None)
     if workers == 1:
-        return _Inline()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    workers = min(workers, count)
-    return _Processes(workers, max(1, cores // workers))
+        return _Inline() if _inline_can_run(cpus_per_job) else _Processes(1, max(1, int(cpus_per_job or 1)))
+    return _Processes(min(workers, count), max(1, int(cpus_per_job or 1)))
