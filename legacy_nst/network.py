@@ -2,7 +2,8 @@
 
 The network takes an RGB image in 0..255 and does Keras' "caffe" preprocessing itself, so every optimiser
 and clip works on plain pixels. It is built only as deep as the deepest layer a loss reads: VGG19 up to
-block3_conv1 is 5 convolutions instead of 16.
+block3_conv1 is 5 convolutions instead of 16. How each convolution and its gradient are computed depends on
+where the graph runs (default_conv: a rule from measurement, keyed on the CPU's flags).
 """
 import numpy as np
 
@@ -46,10 +47,11 @@ def _conv3x3(x, kernel, flipped):
 
     Computed as the transposed convolution of `flipped` (the kernel turned 180° with its in and out
     channels swapped), which is the same sum (with oneDNN, the same bits as Conv2D on a variable filter).
-    The reason is oneDNN: TensorFlow reorders a Conv2D filter into oneDNN's blocked layout (and caches it)
-    only when the filter is a graph constant; a variable's filter is convolved in its plain HWIO layout,
-    up to 1.7× slower at 512 px. Conv2DBackpropInput reorders its filter on every run and is as fast as the
-    cached forward (bench/README.md), so both directions use it; the gradient is TF's own for a Conv2D."""
+    The reason is oneDNN on AVX-512: TensorFlow reorders a Conv2D filter into oneDNN's blocked layout (and
+    caches it) only when the filter is a graph constant; a variable's filter is convolved in its plain HWIO
+    layout, up to 1.7× slower at 512 px on an AVX-512 Xeon. Conv2DBackpropInput reorders its filter on every
+    run and was as fast there as the cached forward (bench/README.md), so both directions use it; the
+    gradient is TF's own for a Conv2D. On AVX2 the opposite holds (default_conv, _conv3x3_forward)."""
 
     @tf.custom_gradient
     def conv(x, kernel, flipped):
@@ -72,7 +74,9 @@ def _conv3x3(x, kernel, flipped):
 def _conv3x3_forward(x, kernel, flipped):
     """The same convolution with both directions as forward Conv2D: y = conv2d(x, kernel) and the input
     gradient conv2d(dy, flipped) (a 3 × 3 SAME stride-1 transposed convolution is the correlation with the
-    kernel turned 180°, in and out channels swapped)."""
+    kernel turned 180°, in and out channels swapped). For CPUs without AVX-512, where oneDNN's forward kernel
+    is twice as fast as its backward-data one (default_conv); Grappler still fuses the forward with its bias
+    and ReLU (_FusedConv2D in the trace)."""
 
     @tf.custom_gradient
     def conv(x, kernel, flipped):
