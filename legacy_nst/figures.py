@@ -31,7 +31,7 @@ import os
 import re
 from dataclasses import dataclass, field, replace
 
-from . import images, recipes, sizing
+from . import identity, images, recipes, sizing
 from .architecture import canonical_layer, conv_layers, deepest_layer, layer_depth
 from .atomic import write_text
 from .errors import UserError
@@ -343,12 +343,14 @@ def cell_paths(out_dir, cell):
     return f"{base}.png", f"{base}.json"
 
 
+def identity_path(out_dir, cell):
+    return os.path.join(out_dir, "cells", f"{cell.name}.identity.json")
+
+
 def recorded_as(job):
-    """What a finished cell's NAME.json must hold (its STEM.json from the runner) to be this job's result."""
-    return json.loads(json.dumps({
-        "content": job.content, "styles": [{"image": s.image, "weight": s.weight} for s in job.styles],
-        "seed": job.seed, "weights": job.weights, "normalise_on": list(job.normalise_on),
-        "algorithm": job.resolved_recipe().algorithm()}))
+    """What a finished cell's DIR/cells/NAME.identity.json must hold to be this job's result (identity.of_job:
+    the inputs' bytes, not their paths)."""
+    return identity.of_job(job).record()
 
 
 def _read_json(path):
@@ -359,21 +361,30 @@ def _read_json(path):
         raise UserError(f"{path}: cannot be read ({exc}); remove it or pass --overwrite") from None
 
 
-def finished_cells(figure, out_dir):
-    """{name: its NAME.json} for the cells already done: image and JSON present, made by the same job.
-    A cell made with other settings is refused (UserError) rather than shown as if it were this run's."""
-    done = {}
+def finished_cells(figure, out_dir, say=print):
+    """{name: its NAME.json} for the cells already done: image, JSON and identity present, made by the same
+    job. A cell whose input files changed (or with no identity, from an older version) is run again, saying
+    so; a cell made with other settings is refused (UserError) rather than shown as if it were this run's."""
+    done, stale = {}, []
     for cell in figure.cells:
         image, settings = cell_paths(out_dir, cell)
         if not (os.path.isfile(image) and os.path.isfile(settings)):
             continue
-        saved, want = _read_json(settings), recorded_as(cell.job)
-        differ = [k for k in want if k != "algorithm" and saved.get(k) != want[k]]
-        differ += [k for k in want["algorithm"] if saved.get("algorithm", {}).get(k) != want["algorithm"][k]]
+        recorded = identity_path(out_dir, cell)
+        differ = identity.differences(_read_json(recorded), recorded_as(cell.job)) if os.path.isfile(recorded) \
+            else list(identity.INPUTS)
+        settings_differ = [k for k in differ if k not in identity.INPUTS]
+        if settings_differ:
+            raise UserError(f"{out_dir}: cell {cell.name} was made with other settings "
+                            f"({', '.join(settings_differ)}); pass --overwrite to redo the figure, or choose "
+                            "another --out")
         if differ:
-            raise UserError(f"{out_dir}: cell {cell.name} was made with other settings ({', '.join(differ)}); "
-                            "pass --overwrite to redo the figure, or choose another --out")
-        done[cell.name] = saved
+            stale.append(cell.name)
+        else:
+            done[cell.name] = _read_json(settings)
+    if stale:
+        say(f"{len(stale)} cell{'s' * (len(stale) > 1)} made from other input files (changed since): "
+            f"{', '.join(stale)}; running {'them' if len(stale) > 1 else 'it'} again")
     return done
 
 
@@ -474,8 +485,9 @@ def render(figure, out_dir, overwrite=False, say=print, workers=1, ray_address=N
     on."""
     from .batch import run_jobs
 
-    records = {} if overwrite else finished_cells(figure, out_dir)
+    records = {} if overwrite else finished_cells(figure, out_dir, say)
     todo = [cell for cell in figure.cells if cell.name not in records]
+    wanted = {cell.name: recorded_as(cell.job) for cell in todo}  # before the run: the files it read
     if figure.missing:
         say(f"figure {figure.key}: {len(figure.missing)} of {len(figure.cells) + len(figure.missing)} cells left "
             f"out ({'; '.join(sorted(set(figure.missing.values())))}); the sheet shows them as such")
@@ -497,6 +509,7 @@ def render(figure, out_dir, overwrite=False, say=print, workers=1, ray_address=N
                                          retries=0) if jobs else []):
         if done.status == "done":
             records[cell.name] = _read_json(done.files["settings"])
+            write_text(identity_path(out_dir, cell), json.dumps(wanted[cell.name], indent=1))
         elif done.status == "failed":
             outcome.failed[cell.name] = done.reason
         elif outcome.stopped is None:

@@ -222,3 +222,22 @@ def test_bad_input_is_one_line_and_writes_nothing(case, real_weights, tmp_path, 
     assert {"figure": "no such figure", "reference": "notes.txt: not an image", "shallow": "--content-layer conv3_2",
             "style": "cannot tell which of the paper's paintings"}[case] in err
     assert not out.exists()
+
+
+def test_a_cell_whose_content_file_changed_at_the_same_path_is_redone(real_weights, tmp_path, capsys, monkeypatch):
+    """Issue 20.2: the cells are tied to the inputs' bytes (identity.of_job), not to their paths."""
+    content, _ = write_pair(tmp_path / "in", shape=(24, 32))
+    out, started = tmp_path / "fig2", []
+    real_attempt = batch.attempt
+    monkeypatch.setattr(batch, "attempt", lambda job, where="": started.append(job.name) or real_attempt(job, where))
+    argv = ["figure", "2", "--content", content, "--style", SHIPWRECK, "--out", out, "--size", 32,
+            "--iterations", 2, "--weights", real_weights, *SHALLOW_FLAGS]
+    assert run_main(argv, capsys)[0] == 0 and started == ["styled-B_shipwreck"]
+    code, stdout, _ = run_main(argv, capsys)  # unchanged: nothing runs
+    assert code == 0 and len(started) == 1 and "1 of 1 cells already done" in stdout
+    first = (out / "cells" / "styled-B_shipwreck.png").read_bytes()
+    Image.fromarray(np.full((24, 32, 3), 200, np.uint8)).save(content)  # another photo at the same path
+    code, stdout, err = run_main(argv, capsys)
+    assert code == 0, err
+    assert len(started) == 2 and "made from other input files (changed since): styled-B_shipwreck" in stdout
+    assert (out / "cells" / "styled-B_shipwreck.png").read_bytes() != first
