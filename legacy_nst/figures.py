@@ -101,6 +101,7 @@ class Figure:
     notes: tuple = ()  # where this run differs from the paper, written on the sheet
     missing: dict = field(default_factory=dict)  # (row, col): why a cell of the paper is not in `cells`
     adjustable: tuple = ()  # the Settings fields this figure accepts: "content_layer", "style_layers"
+    column_inputs: tuple = ()  # an image path (or None: not given) above each column (figure 2's paintings)
 
     @property
     def jobs(self):
@@ -198,6 +199,12 @@ def figure_1(content, styles, settings=Settings()):
                   (("content", content), ("style", style)), tuple(cells))
 
 
+def style_path(text):
+    """The file of a --style argument: PATH, or KEY=PATH with KEY one of the paintings' keys."""
+    key, sep, rest = str(text).partition("=")
+    return rest if sep and key in {p.key for p in PAINTINGS} else str(text)
+
+
 def _matched_styles(styles):
     """{painting key: path} from the --style files: KEY=PATH, or a file named after the painting."""
     keys = {p.key: p for p in PAINTINGS}
@@ -205,7 +212,7 @@ def _matched_styles(styles):
     for text in map(str, styles):
         key, sep, rest = text.partition("=")
         if sep and key in keys:
-            painting, path = keys[key], rest
+            painting, path = keys[key], style_path(text)
         else:
             painting, path = painting_of(text), text
             if painting is None:
@@ -235,10 +242,9 @@ def figure_2(content, styles, settings=Settings()):
             continue
         cells.append(Cell(0, k, name, _job(settings, name, content, [matched[painting.key]],
                                           style_weight=10.0 ** -painting.ratio_exponent, **overrides)))
-    inputs = (("A: content", content),) + tuple(
-        (f"{p.letter}: {p.title}", matched[p.key]) for p in PAINTINGS if p.key in matched)
-    return Figure("2", "Fig. 2 (CVPR Fig. 3): the photograph in the style of five paintings", ("",),
-                  tuple(labels), inputs, tuple(cells), tuple(notes), missing, allowed)
+    return Figure("2", "Fig. 2 (CVPR Fig. 3): the photograph in the style of five paintings",
+                  ("the photograph A in the style of the painting above",), tuple(labels), (("A: content", content),),
+                  tuple(cells), tuple(notes), missing, allowed, tuple(matched.get(p.key) for p in PAINTINGS))
 
 
 def figure_3(content, styles, settings=Settings()):
@@ -336,6 +342,30 @@ def check_inputs(figure, reference=None):
         from .normalise import image_files
 
         image_files(figure.cells[0].job.normalise_on)
+
+
+OUTPUTS = ("sheet.png", "cells.csv")  # in DIR, beside DIR/cells/
+
+
+def check_out(out_dir, inputs, overwrite=False):
+    """Refuse (UserError) an --out that is a file, an input (flag, path) that is one of the figure's outputs
+    (DIR/sheet.png, DIR/cells.csv, anything under DIR/cells), or a sheet or table the figure did not make
+    (no DIR/cells beside it) unless `overwrite`."""
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise UserError(f"--out {out_dir}: is a file; give a directory (it is created if absent)")
+    outputs = {os.path.realpath(os.path.join(out_dir, name)) for name in OUTPUTS}
+    cells = os.path.realpath(os.path.join(out_dir, "cells"))
+    for flag, path in inputs:
+        if path is None:
+            continue
+        real = os.path.realpath(style_path(path) if flag == "--style" else str(path))
+        if real in outputs or real.startswith(cells + os.sep):
+            raise UserError(f"{flag} {path}: is one of the figure's outputs in --out {out_dir}; copy it elsewhere "
+                            "or choose another --out")
+    present = [name for name in OUTPUTS if os.path.lexists(os.path.join(out_dir, name))]
+    if present and not overwrite and not os.path.isdir(os.path.join(out_dir, "cells")):
+        raise UserError(f"--out {out_dir}: holds {', '.join(present)} that no figure run made (there is no "
+                        f"{os.path.join(out_dir, 'cells')}); pass --overwrite to replace, or choose another --out")
 
 
 def cell_paths(out_dir, cell):
@@ -462,6 +492,7 @@ def sheet(figure, out_dir, outcome, subtitle="", reference=None):
     tile = max(128, min(256, max((im.shape[0] for im in cells.values()), default=256)))
     return figure_sheet(cells, figure.row_labels, figure.col_labels,
                         inputs=[(label, images.load_image(path)) for label, path in figure.inputs],
+                        column_inputs=[path and images.load_image(path) for path in figure.column_inputs],
                         title=f"Gatys, Ecker & Bethge 2016, {figure.title}\n{subtitle}".strip(),
                         reference=reference, missing=reasons(figure, outcome), tile_height=tile)
 
