@@ -323,6 +323,7 @@ class _Page:
             picture = '<p class="note">no result image beside the loss log</p>'
         summary = {}
         losses = self._guarded(base + LOSSES_SUFFIX, lambda: self._losses(base + LOSSES_SUFFIX, summary))
+        table = summary.pop("table", "")
         settings = (self._guarded(base + ".json", lambda: self._json(base + ".json", folder))
                     if stem + ".json" in names else "")
         extras = [(f"{stem}_losses.png", "loss plot"), (f"{stem}_grid.png", "grid")]
@@ -335,16 +336,17 @@ class _Page:
         body = (f'<div class="run"><div>{picture}</div><div>{losses}'
                 f'{self._details("settings", settings)}'
                 f'{self._details("loss plot, grid and snapshots", f"<div class=thumbs>{thumbs}</div>" if thumbs else "")}'
-                "</div></div>")
+                f"</div><div>{table}</div></div>")
         article = self._article("run", stem, self._rel(folder), body)
         self.results.append((self.toc[-1][1], folder, stem, shown and os.path.join(folder, shown),
                              summary.get("final")))
         return article
 
     def _losses(self, path, summary):
-        """Facts (evaluations, not L-BFGS's unmoving iteration count), a sparkline, and each term at the
-        start, at the end and at the evaluation with the lowest total (a term's own minimum can come from a
-        row where the others are poor: the content term is 0 at the first evaluation from the photo)."""
+        """The facts line (evaluations, not L-BFGS's unmoving iteration count) and a sparkline; into
+        `summary`: "final" (the last total) and "table": each term at the start, at the end and at the
+        evaluation with the lowest total (a term's own minimum can come from a row where the others are poor:
+        the content term is 0 at the first evaluation from the photo)."""
         terms, rows = read_losses(path)
         if not rows:
             return '<p class="note">the loss log has no rows yet</p>'
@@ -369,9 +371,10 @@ class _Page:
         table = "".join(f"<tr><th>{_e(t)}</th><td>{_e(_format(rows[0][t]))}</td><td>{_e(_format(last[t]))}</td>"
                         f"<td>{_e(_format(rows[best][t]))}</td></tr>" for t in terms)
         spark = f'<div class="sparkbox">{spark}<span>total, log scale</span></div>' if spark else ""
-        return (f'<p class="facts">{_e(" · ".join(facts))}</p>{spark}'
-                f'<table class="losses"><thead><tr><th>loss</th><th>first</th><th>final</th><th>{_e(at_best)}</th>'
-                f"</tr></thead><tbody>{table}</tbody></table>")
+        summary["table"] = (f'<table class="losses"><thead><tr><th>loss</th><th>first</th><th>final</th>'
+                            f"<th>{_e(at_best)}</th></tr></thead><tbody>{table}</tbody></table>")
+        return f'<p class="facts">{_e(" · ".join(facts))}</p>{spark}'
+
 
     def _article(self, kind, title, subtitle, body):
         anchor = self._id(kind)
@@ -406,9 +409,8 @@ class _Page:
                 f'<table class="grid">{head}{body}</table></div>')
 
     def gallery(self, found):
-        parts = [f'<a class="sheetlink" href="#{a}">{self._image_only(os.path.join(f, "sheet.png"), t)}'
-                 f"<span>figure {_e(t)}</span></a>"
-                 for (k, a, t), f in zip([x for x in self.toc if x[0] == "figure"], found.figures)]
+        """The results first (a contact sheet, then each sweep as a grid), then the figures' sheets and the
+        comparisons, each linking to its card."""
         sweeps, single = {}, []
         for entry in self.results:
             parsed = sweep_of(entry[2])
@@ -418,19 +420,22 @@ class _Page:
                     (pairs, entry))
             else:
                 single.append(entry)
+        grids = []
         for (_, base, keys), members in sweeps.items():
             if len(members) < 2:
                 single += [entry for _, entry in members]
-                continue
-            parts.append(self._sweep_grid(base, keys, members))
-        if single:
-            parts.append('<div class="contact">' + "".join(
-                self._thumb(a, image, stem + (f" · total {_format(final)}" if final is not None else ""))
-                for a, _, stem, image, final in sorted(single, key=lambda e: self.toc.index(
-                    next(x for x in self.toc if x[1] == e[0])))) + "</div>")
-        parts += [f'<a class="sheetlink" href="#{a}">{self._image_only(os.path.join(f, "comparison.png"), t)}'
-                  f"<span>comparison {_e(t)}</span></a>"
-                  for (k, a, t), f in zip([x for x in self.toc if x[0] == "comparison"], found.comparisons)]
+            else:
+                grids.append(self._sweep_grid(base, keys, members))
+        order = {anchor: i for i, (_, anchor, _) in enumerate(self.toc)}
+        parts = ['<div class="contact">' + "".join(
+            self._thumb(a, image, stem + (f" · total {_format(final)}" if final is not None else ""))
+            for a, _, stem, image, final in sorted(single, key=lambda e: order[e[0]])) + "</div>"] if single else []
+        parts += grids
+        for kind, folders, name in (("figure", found.figures, "sheet.png"),
+                                    ("comparison", found.comparisons, "comparison.png")):
+            parts += [f'<a class="sheetlink" href="#{a}">{self._image_only(os.path.join(f, name), t)}'
+                      f"<span>{kind} {_e(t)}</span></a>"
+                      for (_, a, t), f in zip([x for x in self.toc if x[0] == kind], folders)]
         return f'<section id="gallery"><h2>Gallery</h2>{"".join(parts)}</section>' if parts else ""
 
     def _image_only(self, path, alt):
@@ -481,17 +486,17 @@ nav.toc ul ul li { list-style: none; }
 a { color: var(--accent); text-decoration: none; }
 a:hover { text-decoration: underline; }
 section > h2 { font-size: 20px; margin: 32px 0 0; padding-bottom: 4px; border-bottom: 2px solid var(--line); }
-article { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 16px 20px;
-          margin: 16px 0; }
+article { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 12px 18px;
+          margin: 10px 0; }
 article h3 { margin: 0; font-size: 17px; overflow-wrap: anywhere; }
 article h4 { margin: 14px 0 4px; font-size: 13px; color: var(--muted); text-transform: uppercase;
              letter-spacing: .05em; }
 .path { color: var(--muted); font-size: 13px; margin: 0; overflow-wrap: anywhere; }
 img { display: block; max-width: 100%; height: auto; border-radius: 4px; margin-top: 10px; }
 img.sheet { max-height: 560px; width: auto; }
-.run { display: grid; grid-template-columns: fit-content(300px) minmax(0, 1fr); gap: 24px; }
-img.result { max-height: 220px; width: auto; }
-@media (max-width: 800px) { .run { grid-template-columns: 1fr; } }
+.run { display: grid; grid-template-columns: fit-content(260px) minmax(0, 1fr) minmax(0, 1fr); gap: 20px; }
+img.result { max-height: 180px; width: auto; }
+@media (max-width: 800px) { .run { grid-template-columns: 1fr; } a.thumb img { height: 90px; } }
 .facts { margin: 10px 0 4px; color: var(--muted); font-size: 14px; }
 .sparkbox { display: flex; align-items: center; gap: 10px; margin: 4px 0 8px; }
 .sparkbox span { font-size: 12px; color: var(--muted); }
@@ -513,7 +518,7 @@ a.thumb span { overflow-wrap: anywhere; }
 .noimage { display: flex; align-items: center; justify-content: center; height: 150px; width: 150px;
            background: var(--line); color: var(--muted); }
 a.sheetlink { display: block; margin-top: 14px; color: var(--ink); }
-a.sheetlink img.sheet { max-height: 420px; }
+a.sheetlink img.sheet { max-height: 300px; }
 .sweep h3 { margin: 18px 0 0; font-size: 16px; }
 table.grid td, table.grid th { border: none; padding: 4px 8px 4px 0; vertical-align: middle; }
 table.grid a.thumb img { height: 120px; }

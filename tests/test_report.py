@@ -265,3 +265,60 @@ def test_sweeps_are_a_grid_over_their_keys_in_the_gallery(tmp_path):
     grid = [t for t in page.tables if t and t[0][0] == "style_weight \\ seed"]
     assert len(grid) == 1 and grid[0][0] == ["style_weight \\ seed", "1", "2"]
     assert [row[0] for row in grid[0][1:]] == ["0.1", "10.0"]
+
+
+def chromium_screenshot(page, path, width, height):
+    """Headless Chromium's screenshot of `page` in a width × height window (apt-get install chromium)."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.fail("no chromium on PATH: the report's screenshot test needs it (apt-get install -y chromium)")
+    with tempfile.TemporaryDirectory() as profile:
+        done = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                               "--no-first-run", f"--user-data-dir={profile}", f"--screenshot={path}",
+                               f"--window-size={width},{height}", f"file://{page}"],
+                              capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0 and os.path.isfile(path), done.stderr[-2000:]
+    return np.asarray(Image.open(path).convert("RGB")).astype(int)
+
+
+RUN_COLOURS = [(230, 40, 40), (40, 180, 60), (40, 80, 230), (230, 190, 30), (170, 40, 200), (30, 200, 210)]
+
+
+def many_runs(directory, count=27):
+    """`count` runs as a batch leaves them (a 2 × 2 sweep among them), each result one saturated colour, with
+    settings, a loss plot and snapshots, and a figure."""
+    settings = {"recipe": "preview", "algorithm": {f"field_{i}": i for i in range(40)}}
+    names = [f"sweep-style_weight={w}-seed={s}" for w in ("0.1", "10.0") for s in ("1", "2")]
+    names += [f"job-{i}" for i in range(count - len(names))]
+    for i, name in enumerate(names):
+        folder = directory / name
+        png(folder / f"{name}.png", (96, 72), RUN_COLOURS[i % len(RUN_COLOURS)])
+        png(folder / f"{name}_losses.png", (800, 500), (250, 250, 250))
+        for n in (10, 20, 30):
+            png(folder / f"{name}_at_evaluation_{n}.png", (96, 72), (120, 120, 120))
+        (folder / f"{name}_losses.csv").write_text(LOG)
+        (folder / f"{name}.json").write_text(json.dumps(settings))
+    png(directory / "fig" / "sheet.png", (900, 400), (250, 250, 250))
+    (directory / "fig" / "cells.csv").write_text("row,column,cell,status\n" + "r,c,x,done\n" * 20)
+
+
+def test_the_page_scans_in_headless_chromium(tmp_path):
+    """Issue 24.4: 27 runs made a page over 30 000 px tall with no gallery. Now the gallery (the results'
+    colours) is in the first screen at a desktop and a phone width, and the whole page is bounded."""
+    many_runs(tmp_path / "out")
+    page = write_report(tmp_path / "out", say=lambda line: None)
+    background = np.array([0xf5, 0xf6, 0xf8])
+    for width, height, colours in ((1280, 800, len(RUN_COLOURS)), (390, 844, 4)):
+        first = chromium_screenshot(page, tmp_path / f"first_{width}.png", width, height)
+        found = [np.all(np.abs(first - colour) < 6, axis=-1).sum() for colour in RUN_COLOURS]
+        # the gallery's thumbnails in the first screen: all six colours on a desktop, four on a phone
+        assert sum(n > 500 for n in found) >= colours, (width, found)
+    tall = chromium_screenshot(page, tmp_path / "whole.png", 1280, 12000)
+    rows = np.nonzero(np.any(np.abs(tall - background).max(axis=-1) > 3, axis=1))[0]
+    # measured 8 667 px (Chromium 1280 px wide): about 270 px a run card, the gallery and the figure above
+    assert rows[-1] < 10000, rows[-1]
