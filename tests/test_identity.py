@@ -134,3 +134,12 @@ def test_run_jobs_redoes_a_job_whose_identity_changed(change, files, tmp_path, m
     assert len(attempted) == 1
     [outcome] = batch.run_jobs([CHANGES[change](files, job)], out)
     assert not outcome.skipped and len(attempted) == 2
+
+
+def test_every_algorithm_field_is_part_of_the_identity(files):
+    """The recipe's fields enter whole (the budget and size apart, as budget and sizes): a field added to
+    Recipe later is part of the identity without an edit here."""
+    job = base_job(files)
+    same = identity.of_job(job).same
+    assert set(same["algorithm"]) == set(job.resolved_recipe().algorithm()) - {"iterations", "size"}
+    assert same["sizes"] == [32] and identity.of_job(job).budget == [4]
