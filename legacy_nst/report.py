@@ -186,12 +186,18 @@ def _e(text):
     return html.escape(_text(text), quote=True)
 
 
+def _ordered(values):
+    """A sweep's values in numeric order when they are all numbers, else in the order found."""
+    values = list(values)
+    return sorted(values, key=float) if all(math.isfinite(_number(v)) for v in values) else values
+
+
 def sweep_of(stem):
     """(base, ((key, value), ...)) of a sweep job's name, or None."""
     match = SWEEP.match(stem)
     if not match:
         return None
-    pairs = tuple(tuple(pair.split("=", 1)) for pair in match["pairs"].split("-"))
+    pairs = tuple(tuple(pair.split("=", 1)) for pair in re.split(r"-(?=[^-=]+=)", match["pairs"]))
     return match["base"], pairs
 
 
@@ -392,7 +398,7 @@ class _Page:
     def _sweep_grid(self, base, keys, members):
         """A sweep as a table: rows over the first swept key, columns over the second (the others, if any,
         in the captions)."""
-        values = [list(dict.fromkeys(dict(pairs)[k] for pairs, _ in members)) for k in keys[:2]]
+        values = [_ordered(dict.fromkeys(dict(pairs)[k] for pairs, _ in members)) for k in keys[:2]]
         rows, cols = values[0], values[1] if len(keys) > 1 else [""]
         cells = {}
         for pairs, (anchor, _, stem, image, final) in members:
