@@ -35,7 +35,6 @@ from . import images, memory, recipes
 from .architecture import canonical_layer, conv_layers, min_input_side
 from .atomic import write_text
 from .errors import UserError
-from .network import FeatureProbe
 from .plots import comparison_figure
 
 DEFAULT_SIZE = 512
@@ -212,6 +211,8 @@ def score(result, content, styles, reference=None, *, params, network="vgg19", p
                   "styles": [_shape(s) for s, _ in styles_in], "styles_working": [_shape(s) for s in style_sized]},
         "resized": resized,
     }
+    from .network import FeatureProbe  # TensorFlow: once the inputs are known to be good
+
     with FeatureProbe(network, params, layers, pooling, config) as probe:
         features = {name: probe(image) for name, image in sized.items()}
         style_grams = {layer: sum(w * gram(probe(s)[layer]) for w, s in zip(weights, style_sized))

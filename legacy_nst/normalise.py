@@ -42,7 +42,6 @@ from . import images
 from .architecture import conv_layers
 from .atomic import atomic_path
 from .errors import UserError
-from .network import FeatureProbe
 from .weights import md5sum
 
 CACHE_VERSION = 1
@@ -73,6 +72,8 @@ def image_files(paths):
 def mean_activations(params, network, pooling, images_rgb, layers, config=None):
     """{layer: (C,) float64} mean activation (after ReLU) of each filter over every position of every image
     (RGB 0..255 arrays of any sizes) in `images_rgb`."""
+    from .network import FeatureProbe  # TensorFlow: not for image_files, which identity.py uses
+
     sums, counts = {}, {}
     with FeatureProbe(network, params, layers, pooling, config) as probe:
         for rgb in images_rgb:

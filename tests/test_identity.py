@@ -143,3 +143,15 @@ def test_every_algorithm_field_is_part_of_the_identity(files):
     same = identity.of_job(job).same
     assert set(same["algorithm"]) == set(job.resolved_recipe().algorithm()) - {"iterations", "size"}
     assert same["sizes"] == [32] and identity.of_job(job).budget == [4]
+
+
+def test_the_identity_and_the_surfaces_load_no_tensorflow():
+    """Batch skipping and figure resumes compute identities in the driver: no TensorFlow start-up for that."""
+    import subprocess
+    import sys
+
+    modules = ("identity", "batch", "figures", "compare", "report", "normalise", "sheets", "plots")
+    code = ("import sys; import " + ", ".join(f"legacy_nst.{m}" for m in modules)
+            + "; print('tensorflow' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "False", done.stderr[-2000:]
