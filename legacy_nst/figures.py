@@ -413,8 +413,8 @@ def finished_cells(figure, out_dir, say=print):
         else:
             done[cell.name] = _read_json(settings)
     if stale:
-        say(f"{len(stale)} cell{'s' * (len(stale) > 1)} made from other input files (changed since): "
-            f"{', '.join(stale)}; running {'them' if len(stale) > 1 else 'it'} again")
+        say(f"{len(stale)} cell{'s' * (len(stale) > 1)} made from other input files (changed since, or not "
+            f"recorded): {', '.join(stale)}; running {'them' if len(stale) > 1 else 'it'} again")
     return done
 
 
