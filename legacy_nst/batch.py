@@ -29,7 +29,6 @@ import contextlib
 import csv
 import dataclasses
 import glob
-import hashlib
 import io
 import json
 import math
@@ -43,9 +42,7 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-
-from . import interrupts, runner
+from . import identity, interrupts, runner
 from .atomic import temp_stem, write_text
 from .errors import ThreadsFixed, UserError
 from .events import LevelFinished, LevelStarted
@@ -424,28 +421,10 @@ class _Ray:
 
 # ---------------------------------------------------------------- the driver
 
-def _describe(value):
-    """A job input for the settings digest: a path with its size and modification time, or an array digest."""
-    if isinstance(value, np.ndarray):
-        return hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()
-    if value is None:
-        return None
-    try:
-        stat = os.stat(value)
-        return [str(value), stat.st_size, stat.st_mtime_ns]
-    except OSError:
-        return str(value)
-
-
 def job_key(job):
-    """Digest of everything that decides a job's outputs: a done job with the same key is not run again."""
-    recipe = job.resolved_recipe()
-    described = {"recipe": recipe.algorithm(), "recipe_name": recipe.name, "content": _describe(job.content),
-                 "styles": [[_describe(s.image), s.weight] for s in job.styles], "seed": job.seed,
-                 "init_image": _describe(job.init_image), "levels": [dataclasses.astuple(l) for l in
-                                                                      job.levels(recipe)],
-                 "weights": _describe(job.weights), "device": job.device}
-    return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """Digest of everything that decides a job's outputs (identity.of_job, budget included): a done job
+    with the same key is not run again."""
+    return identity.of_job(job).key()
 
 
 def _with_output(job, index, out_dir):
