@@ -182,13 +182,22 @@ def demo_pair(size=256):
         draw.rectangle([x0, top, x0 + side, top + side], fill=(200 - 30 * i, 120 + 20 * i, 90))
         draw.polygon([(x0 - 4, top), (x0 + side / 2, top - side * 0.6), (x0 + side + 4, top)], fill=(150, 40, 40))
         draw.rectangle([x0 + side * 0.35, top + side * 0.45, x0 + side * 0.65, top + side], fill=(60, 40, 30))
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    swirl = np.sin(np.arctan2(yy - h / 2, xx - w / 2) * 5 + np.hypot(yy - h / 2, xx - w / 2) / 6)
-    ripple = np.sin(xx / 9 + 3 * np.sin(yy / 17))
-    t = (0.5 + 0.25 * swirl + 0.25 * ripple)[..., None]
-    night, star = np.array([20, 40, 110], np.float32), np.array([245, 210, 70], np.float32)
-    style = (1 - t) * night + t * star + 25 * np.sin(yy / 3)[..., None] * np.array([0.2, 0.5, 1.0], np.float32)
-    return np.asarray(content, np.float32), np.clip(style, 0, 255).astype(np.float32)
+    # the painting: short thick strokes along a swirling flow, in a night palette, the texture a Gram
+    # matrix records (smooth swirls of two colours gave a smooth two-colour smear)
+    style = Image.new("RGB", (w, h), (25, 45, 110))
+    draw = ImageDraw.Draw(style)
+    rng = np.random.default_rng(2016)
+    palette = np.array([(20, 40, 110), (40, 80, 160), (90, 140, 210), (230, 200, 70), (250, 240, 170),
+                        (30, 110, 120), (15, 25, 60)], np.float64)
+    length, width = max(3.0, size / 22), max(2, size // 70)
+    for _ in range(int(6 * w * h / (length * width))):
+        x, y = rng.uniform(0, w), rng.uniform(0, h)
+        angle = np.arctan2(y - h / 2, x - w / 2) + np.pi / 2 + 0.8 * np.sin(x / w * 6) * np.cos(y / h * 5)
+        colour = palette[rng.integers(len(palette))] + rng.normal(0, 12, 3)
+        dx, dy = np.cos(angle) * length / 2, np.sin(angle) * length / 2
+        draw.line([(x - dx, y - dy), (x + dx, y + dy)], fill=tuple(int(c) for c in np.clip(colour, 0, 255)),
+                  width=width)
+    return np.asarray(content, np.float32), np.asarray(style, np.float32)
 
 
 
