@@ -626,6 +626,11 @@ def test_sizing_follows_each_source():
     # seed 003 / Keras example: rows 400, cols = int(width * 400 / height); the style to the same size
     c, (s,) = size_images(recipes.get("keras-lbfgs"), np.zeros((422, 750, 3), np.float32), [style])
     assert c.shape[:2] == s.shape[:2] == (400, int(750 * 400 / 422))
+    # jcjohnson: image.scale(img, 512): the long side; the notebook: transforms.Scale(512), the SHORT side
+    c, (s,) = size_images(recipes.get("jcjohnson"), content, [style])
+    assert c.shape[:2] == (384, 512) and s.shape[:2] == (320, 512)
+    c, (s,) = size_images(recipes.get("gatys-code"), content, [style])
+    assert c.shape[:2] == (512, int(512 * 1024 / 768)) and s.shape[:2] == (512, int(512 * 1024 / 640))
     # seed 004: both at their own size
     c, (s,) = size_images(recipes.get("keras-gd-noise"), np.zeros((422, 750, 3), np.float32), [style])
     assert c.shape[:2] == (422, 750) and s.shape[:2] == (640, 1024)
