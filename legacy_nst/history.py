@@ -49,7 +49,8 @@ class Tracker:
 
     @property
     def result(self):
-        image = self.best_image if self.recipe.result_image == "best" else self.last_image
+        image = {"best": self.best_image, "last": self.last_image,
+                 "last-measured": self._measured}[self.recipe.result_image]
         return image if image is not None else self.best_image
 
     def state(self):

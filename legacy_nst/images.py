@@ -23,7 +23,7 @@ RESAMPLERS = {
     "nearest": Image.Resampling.NEAREST,
     "cv2-linear": None,
 }
-SIZE_MODES = ("long-side", "height", "square", "native")
+SIZE_MODES = ("long-side", "height", "square", "native", "short-side")
 
 
 def _to_rgb(img):
@@ -79,7 +79,8 @@ def load_image(path):
 
 def target_shape(shape, size, mode):
     """(H, W) after sizing: `long-side` keeps the aspect ratio (rounded, as seed 000), `height` sets rows
-    and scales cols with int() (the Keras example), `square` is size x size (seed 002), `native` keeps it."""
+    and scales cols with int() (the Keras example), `square` is size x size (seed 002), `native` keeps it,
+    `short-side` sets the shorter edge (torchvision's Scale, the authors' notebook)."""
     h, w = shape[:2]
     if mode == "native" or size is None:
         return h, w
@@ -90,6 +91,8 @@ def target_shape(shape, size, mode):
         return size, max(1, int(w * size / h))
     if mode == "square":
         return size, size
+    if mode == "short-side":  # torchvision's Scale(size) / Resize(size): the shorter edge, the other int()
+        return (size, max(1, int(size * w / h))) if w >= h else (max(1, int(size * h / w)), size)
     raise ValueError(f"unknown size mode {mode!r}")
 
 

@@ -63,6 +63,8 @@ SOURCE_OUTPUTS = {
     "keras-lbfgs": {"print_every": 15, "save_restarts": True},
     "keras-gd-noise": {"print_every": 100},
     "gatys2016": {"print_every": 50},
+    "jcjohnson": {"print_every": 50, "save_every": 100},  # -print_iter 50, -save_iter 100
+    "gatys-code": {"print_every": 50},  # show_iter 50
 }
 
 
@@ -130,6 +132,8 @@ class Job:
         that is coarse_to_fine), else one level at the recipe's size."""
         if self.schedule == AUTO or (not self.schedule and recipe.coarse_to_fine):
             return auto_levels(recipe.size, recipe.iterations)
+        if not self.schedule and recipe.high_res_size:  # the authors' notebook's second, larger pass
+            return (Level(recipe.size, recipe.iterations), Level(recipe.high_res_size, recipe.high_res_iterations))
         if not self.schedule:
             return (Level(recipe.size, recipe.iterations),)
         for level in self.schedule:

@@ -5,7 +5,8 @@ Every variant a seed used is a named form, so a recipe picks forms instead of ca
   content:  mean | half-sum | sum of (F − P)²
   style:    mean | sum of (G − A)², times a norm: none | layer 1/(4N²M²) (paper) |
             image 1/(4·3²·(H·W)²) with the IMAGE's size and channels = 3 hard-coded (seeds 003 and 004)
-  variation: keras Σ(a + b)^1.25 (seed 003) | l2 Σ dx² + Σ dy² | denoise mean|dy| + mean|dx| (seed 002)
+  variation: keras Σ(a + b)^1.25 (seed 003) | l2 Σ dx² + Σ dy² | denoise mean|dy| + mean|dx| (seed 002) |
+            torch ½ Σ dx² + dy² on the (H−1) × (W−1) grid (jcjohnson's TVLoss backward)
 Targets are fixed arrays computed once; the objective holds them as initialised, non-trainable variables.
 """
 from dataclasses import dataclass
@@ -63,6 +64,10 @@ def style_norm_factor(kind, layer_shape, image_shape, literal_size=()):
 
 
 def total_variation(image, form):
+    if form == "torch":  # jcjohnson's TVLoss: its backward is the gradient of this, on the (H−1) × (W−1) grid
+        corner = image[:, :-1, :-1, :]
+        return 0.5 * (tf.reduce_sum(tf.square(corner - image[:, :-1, 1:, :]))
+                      + tf.reduce_sum(tf.square(corner - image[:, 1:, :-1, :])))
     if form == "keras":
         a = tf.square(image[:, :-1, :-1, :] - image[:, 1:, :-1, :])
         b = tf.square(image[:, :-1, :-1, :] - image[:, :-1, 1:, :])
@@ -154,6 +159,9 @@ class Objective:
         self.adjust = tf.compat.v1.placeholder_with_default(default_adjust, [count], name="adjust")
         self.total = tf.reduce_sum(weights * self.adjust * self.terms, name="total")
         self.gradient = tf.gradients(self.total, image)[0]
+        if not recipe.tv_in_loss and "tv" in self.names:  # jcjohnson: the TV pulls, but is not in the loss
+            reported = tf.constant([name != "tv" for name in self.names], tf.float32)
+            self.total = tf.reduce_sum(reported * weights * self.adjust * self.terms, name="reported_total")
 
     def _hold(self, name, value):
         var, feed = _held(name, np.asarray(value, np.float32))

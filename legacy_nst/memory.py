@@ -30,7 +30,9 @@ ACTIVATION_COPIES = 2.05
 # m = 10 correction pairs, 1024 × 1024 px): scipy's 2·m history and 5 work vectors, x, g, bounds, the
 # Evaluator's copies. Adam's state lives in the graph and is counted: image, m and v float32 variables and
 # the image fetched at each step (2 float64 vectors' worth).
-OPTIMISER_VECTORS = {None: 0.0, "lbfgs": 40.6, "lbfgs+bounds": 45.7, "adam": 2.0, "descent": 5.0}
+OPTIMISER_VECTORS = {None: 0.0, "lbfgs": 40.6, "lbfgs+bounds": 45.7, "adam": 2.0, "descent": 5.0,
+                     # torch_lbfgs.py, counted not measured: 2 · 100 float32 pairs (the sources' m) + 6 vectors
+                     "torch-lbfgs": 106.0}
 # float32 image-sized arrays a tiled evaluation holds beside one tile (content, style, image, gradient, the
 # stitched targets' staging): least squares through 0 of what the fit above leaves over for TiledObjective
 # on the preview at 768×1024 and 1536×2048 px, 512 px tiles (measured 1.174 and 1.719 GiB; bench/memory.py).

@@ -241,4 +241,6 @@ class Adam:
             on_iteration(i, i + 1, updated[0])
 
 
-OPTIMIZER_CLASSES = {cls.name: cls for cls in (LBFGS, Adam, NormalisedDescent)}
+from .torch_lbfgs import TorchLBFGS  # noqa: E402 (its own module, built on _FedImage above)
+
+OPTIMIZER_CLASSES = {cls.name: cls for cls in (LBFGS, Adam, NormalisedDescent, TorchLBFGS)}

@@ -21,14 +21,14 @@ GRAM_NORMS = ("raw", "positions", "elements")
 CONTENT_FORMS = ("mean", "half-sum", "sum")
 STYLE_FORMS = ("mean", "sum")
 STYLE_NORMS = ("none", "layer", "image")
-TV_FORMS = ("none", "keras", "l2", "denoise")
-OPTIMIZERS = ("lbfgs", "adam", "descent")
+TV_FORMS = ("none", "keras", "l2", "denoise", "torch")
+OPTIMIZERS = ("lbfgs", "adam", "descent", "torch-lbfgs")
 DESCENT_NORMS = ("std", "rms")
 INITS = ("content", "noise", "style")
 SAVE_CASTS = ("round", "truncate", "unit-truncate")
 MASK_MODES = ("simple", "inside")
 NOISES = ("uniform", "uniform+128", "gaussian")
-RESULT_IMAGES = ("best", "last")
+RESULT_IMAGES = ("best", "last", "last-measured")
 NOTE_FIELDS = ("name", "source", "quirks")
 
 
@@ -41,7 +41,7 @@ class Recipe:
     network: str = "vgg19"
     pooling: str = "max"
     size: int | None = 512  # meaning set by size_mode; None keeps the image's own size
-    size_mode: str = "long-side"  # long-side | height | square | native
+    size_mode: str = "long-side"  # long-side | height | square | native | short-side
     style_sizing: str = "own"  # own: the style is sized like the content's rule; match-content: same H, W
     resample: str = "lanczos"
     # layers (per-layer weights: empty means 1/len)
@@ -80,7 +80,11 @@ class Recipe:
     init: str = "content"
     noise: str = "uniform"  # uniform: U[0,1) in preprocessed space; uniform+128: seed 002; gaussian: N(0, 1e-3)
     init_noise_blend: float = 0.0  # anish's --initial-noiseblend: (1 − b) · start + b · noise (σ = 0.1 std)
-    result_image: str = "last"  # the lowest-loss image, or the optimiser's last (after its final update)
+    # the lowest-loss image, the optimiser's last (after its final update), or the image the last evaluation
+    # measured (jcjohnson saves inside feval, before optim.lbfgs's final, unevaluated update)
+    result_image: str = "last"
+    high_res_size: int = 0  # the authors' notebook: a second pass at this size from the upsampled result; 0: none
+    high_res_iterations: int = 0  # evaluations of that pass
     coarse_to_fine: bool = False  # without a schedule: job.auto_levels; off everywhere (job.auto_levels says why)
     # the sources' quirks (docs/quirks.md): each default here is the corrected behaviour, each source recipe
     # sets its own code's; `corrected(recipe)` switches them all back (CLI --corrected)
@@ -91,6 +95,8 @@ class Recipe:
     style_norm_size: tuple[int, ...] = ()  # seed 004: style ÷ (3·H·W)² with this literal (H, W), not the photo's
     save_cast: str = "round"  # round, or clip + astype('uint8') (truncate), or seed 004's clip, /255, ·255, astype
     deprocess_channel_slip: bool = False  # seed 004: means added after the BGR→RGB flip: R −19.74, B +19.74
+    pixel_scale: float = 255.0  # 0..1 images × this before the mean is subtracted; jcjohnson's preprocess: 256
+    tv_in_loss: bool = True  # jcjohnson: TVLoss has a gradient but no loss; the printed total leaves it out
 
     def check(self):
         """A validated copy with layer names in Keras form; every problem is a UserError naming the field."""
@@ -115,6 +121,12 @@ class Recipe:
                 raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.lbfgs_maxfun < 0:
             raise UserError(f"lbfgs_maxfun must be 0 (one call) or positive, got {self.lbfgs_maxfun}")
+        if self.pixel_scale <= 0:
+            raise UserError(f"pixel_scale must be positive (255: the pixels as they are), got {self.pixel_scale}")
+        if (self.high_res_size > 0) != (self.high_res_iterations > 0) or min(self.high_res_size,
+                                                                            self.high_res_iterations) < 0:
+            raise UserError(f"high_res_size {self.high_res_size} and high_res_iterations {self.high_res_iterations}: "
+                            "give both (a second pass at that size) or set both to 0")
         if self.size is not None and self.size < 1:
             raise UserError(f"size must be a positive number of pixels, got {self.size}")
         for name in ("content_weight", "style_weight", "tv_weight", "learning_rate", "epsilon", "descent_eps"):
@@ -252,6 +264,54 @@ RECIPES = {r.name: r for r in (
         pooling="avg", size=512, content_layers=("block4_conv2",), content_form="half-sum",
         gram_norm="raw", style_form="sum", style_norm="layer", content_weight=1.0, style_weight=1e3,
         optimizer="lbfgs", iterations=1000, lbfgs_stop_early=False, init="noise", noise="gaussian"),
+    Recipe(
+        name="jcjohnson",
+        source="jcjohnson/neural-style: neural_style.lua with its defaults (Torch7, optim.lbfgs)",
+        quirks="Content relu4_2, style relu1_1..relu5_1, one loss module each: ContentLoss strength 5 · "
+               "MSECriterion (the mean over elements), StyleLoss strength 100 · MSE of Grams ÷ C·H·W (every "
+               "layer at the full strength, no 1/5), TVLoss 1e-3 with its hand-written backward (the gradient "
+               "of ½Σ(dx² + dy²) on the (H−1) × (W−1) grid: tv_form torch). -init random: randn · 0.001 in "
+               "the preprocessed space; image_size 512 on the long side, bilinear (Torch's image.scale; "
+               "Pillow's filter here). 1000 iterations of optim.lbfgs with nCorrection 100 (-lbfgs_num_"
+               "correction 0 leaves optim's default), no line search (learningRate 1, the first step "
+               "min(1, 1/‖g‖₁)), tolFun = tolX = −1: optimizer torch-lbfgs. Quirks of its code: preprocess "
+               "multiplies the 0..1 image by 256, not 255 (pixel_scale 256; deprocess divides by 256 again); "
+               "the loss it prints, and hands optim.lbfgs, sums the content and style modules only: TVLoss has "
+               "no loss value (tv_in_loss false; without a line search the value never steers a step); the "
+               "image is saved inside feval at call 1000, before optim.lbfgs's final update, which is never "
+               "evaluated (result_image last-measured); image.save saturates to 0..1 and × 255 (save_cast "
+               "truncate: the C conversion to bytes, as read from the image package, not run here).",
+        size=512, size_mode="long-side", resample="bilinear",
+        content_layers=("block4_conv2",), content_layer_weights=(1.0,),
+        style_layers=CONV1_LAYERS, style_layer_weights=(1.0,) * 5,
+        content_form="mean", gram_norm="elements", style_form="mean", tv_form="torch",
+        content_weight=5.0, style_weight=100.0, tv_weight=1e-3, optimizer="torch-lbfgs", iterations=1000,
+        lbfgs_memory=100, learning_rate=1.0, init="noise", noise="gaussian", result_image="last-measured",
+        pixel_scale=256.0, tv_in_loss=False, save_cast="truncate"),
+    Recipe(
+        name="gatys-code",
+        source="Gatys' own code: leongatys/PytorchNeuralStyleTransfer, NeuralStyleTransfer.ipynb (PyTorch)",
+        quirks="Style r11 r21 r31 r41 r51 with weights 1e3/n² (n = 64, 128, 256, 512, 512 channels), each "
+               "nn.MSELoss (mean) of GramMatrix ÷ h·w; content r42 MSELoss × 1. Its vgg_conv.pth is the "
+               "authors' unit-mean VGG19 (normalised on ImageNet): run it with Job(normalise_on=IMAGES) / "
+               "--normalise-on, otherwise the weights balance differently (docs/quirks.md). prep: "
+               "transforms.Scale(512), the SHORTER edge, bilinear; 0..1 × 255 in BGR minus the mean. From "
+               "the content; torch.optim.LBFGS() defaults (lr 1, max_iter 20, history 100, no line search) "
+               "in `while n_iter[0] <= max_iter: optimizer.step(closure)` with max_iter 500: 26 calls of 20 "
+               "evaluations = 520 (the history carries over between calls, so it is one fixed-step L-BFGS "
+               "run: optimizer torch-lbfgs), the result after the last update, postp clamps to 0..1 and "
+               "ToPILImage truncates (save_cast). Then its high-resolution pass (Gatys et al. 2017): the "
+               "result upsampled to 800 px as the start, targets at 800 px, `while n_iter[0] <= 200`: 220 "
+               "evaluations. Not modelled: PyTorch's tolerance_grad 1e-5 / tolerance_change 1e-9 tests, "
+               "which end a call early only when the loss stops changing at float32 precision (the loop then "
+               "calls step again); the 8-bit, bilinear upsampling of the low-resolution result (here Lanczos "
+               "on the float image).",
+        size=512, size_mode="short-side", resample="bilinear",
+        content_layers=("block4_conv2",), content_layer_weights=(1.0,),
+        style_layers=CONV1_LAYERS, style_layer_weights=tuple(1e3 / n**2 for n in (64, 128, 256, 512, 512)),
+        content_form="mean", gram_norm="positions", style_form="mean", content_weight=1.0, style_weight=1.0,
+        optimizer="torch-lbfgs", iterations=520, lbfgs_memory=100, learning_rate=1.0, init="content",
+        result_image="last", save_cast="truncate", high_res_size=800, high_res_iterations=220),
 )}
 DEFAULT_RECIPE = "keras-lbfgs"
 
@@ -262,7 +322,7 @@ def suggest(name, choices):
 
 
 QUIRK_FIELDS = ("best_image_after_update", "grid_after_update", "grid_float_interval", "adaptive_weights_lag",
-                "style_norm_size", "save_cast", "deprocess_channel_slip")
+                "style_norm_size", "save_cast", "deprocess_channel_slip", "pixel_scale", "tv_in_loss")
 
 
 def corrected(recipe):

@@ -263,9 +263,12 @@ class _Execution:
         self.emit(Saved(kind, path))
 
     def _present(self, image):
-        """The image as the user sees it: with the content's colours put back for --preserve-colors post
-        and luminance (the optimisation itself, and the next level's start, stay as they are)."""
+        """The image as the user sees it: back on the 0..255 scale (pixel_scale), with the content's colours put
+        back for --preserve-colors post and luminance (the optimisation itself, and the next level's start,
+        stay as they are)."""
         mode = self.plan.job.preserve_colors
+        if image is not None and self.plan.recipe.pixel_scale != 255.0:
+            image = image * (255.0 / self.plan.recipe.pixel_scale)
         if image is None or mode not in ("post", "luminance"):
             return image
         restore = colour.preserve_colours_post if mode == "post" else colour.recombine_luminance
@@ -317,6 +320,10 @@ class _Execution:
         plan, output = self.plan, self.plan.output
         recipe = dataclasses.replace(plan.recipe, size=level.size, iterations=level.iterations)
         content, styles = size_images(recipe, plan.content, plan.styles, plan.style_scales)
+        # jcjohnson's preprocess multiplies by 256: the network sees every input that much brighter, and the
+        # optimised image lives on that scale until _present (a no-op at the usual 255)
+        scale = recipe.pixel_scale / 255.0
+        content, styles = content * scale, [style * scale for style in styles]
         masks = None if plan.masks is None else [None if m is None else images.resize_mask(m, content.shape[:2])
                                                  for m in plan.masks]
         state = plan.resume.state if plan.resume is not None and k == plan.resume.level else None
@@ -325,7 +332,7 @@ class _Execution:
         elif self.previous is not None:
             init = images.resize(self.previous, content.shape[:2], "lanczos").astype(np.float64)
         elif plan.init_image is not None:
-            init = images.resize(plan.init_image, content.shape[:2], "lanczos").astype(np.float64)
+            init = images.resize(plan.init_image, content.shape[:2], "lanczos").astype(np.float64) * scale
         else:
             init = None
         if k == 0 and state is None and recipe.init_noise_blend:

@@ -22,7 +22,7 @@ import math
 import numpy as np
 from scipy.optimize import fmin_l_bfgs_b
 
-from numpy_vgg import (Reference, caffe_deprocess, caffe_preprocess, chw, d_gram_chw,
+from numpy_vgg import (IMAGENET_MEAN_BGR, Reference, caffe_deprocess, caffe_preprocess, chw, d_gram_chw,
                        d_gram_hwc, from_chw)
 
 CONV1_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
@@ -420,3 +420,312 @@ def run_seed004(net, content, style, x0=None, seed=0, iterations=1500, step=0.01
             printed.append((i, ref.total))
     final = input_img_data if result_after_last_update else before
     return SeedRun(losses, printed, [], caffe_deprocess(final), seed004_save(final, deprocess_channel_slip, save_cast))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# jcjohnson/neural-style: neural_style.lua (its loss modules, preprocess/deprocess, feval, maybe_save) with
+# Torch7's optim.lbfgs (torch/optim lbfgs.lua), both read from their sources. Everything happens in the
+# preprocessed space z = BGR(image / 255) · 256 − mean, channels-first as Torch holds a (C, H, W) tensor.
+# ----------------------------------------------------------------------------------------------------------
+def jcjohnson_preprocess(rgb):
+    """preprocess(image.load(path, 3)): the 0..1 image, channels {3, 2, 1}, :mul(256.0), minus mean_pixel."""
+    return (np.asarray(rgb, np.float64) / 255.0)[..., ::-1] * 256.0 - IMAGENET_MEAN_BGR
+
+
+def jcjohnson_deprocess(z):
+    """deprocess: + mean_pixel, channels {3, 2, 1}, :div(256.0): RGB 0..1."""
+    return (np.asarray(z, np.float64) + IMAGENET_MEAN_BGR)[..., ::-1] / 256.0
+
+
+def jcjohnson_net(net, content_z, style_z, content_weight=5e0, style_weight=1e2, tv_weight=1e-3,
+                  content_layers=("block4_conv2",), style_layers=CONV1_LAYERS):
+    """The nn.Sequential with TVLoss first and a ContentLoss / StyleLoss module after each chosen ReLU, in
+    'capture' then 'loss' mode. Returns feval_parts(z) -> (content module losses, style module losses,
+    dloss/dz from net:updateGradInput(x, dy) with dy = 0: each module's gradInput added on the way down)."""
+    content_layers, style_layers = list(content_layers), list(style_layers)
+
+    def forward(z, layers):
+        return net.forward(caffe_deprocess(z), layers)  # the numpy VGG takes RGB and subtracts the mean itself
+
+    def flat(t):  # input:view(C, H * W)
+        return chw(t)
+
+    targets, _ = forward(content_z, content_layers)
+    style_out, _ = forward(style_z, style_layers)
+    style_targets = {}
+    for name in style_layers:  # StyleLoss capture: self.G = gram / input:nElement(); target = G (blend 1)
+        x_flat = flat(style_out[name])
+        style_targets[name] = x_flat @ x_flat.T / style_out[name].size
+
+    def feval_parts(z):
+        out, tape = forward(z, content_layers + style_layers)
+        content_losses, style_losses, dfeats = [], [], {}
+        for name in content_layers:  # ContentLoss: crit = nn.MSECriterion() (sizeAverage: the mean)
+            diff = out[name] - targets[name]
+            content_losses.append(np.mean(diff ** 2) * content_weight)
+            # gradInput = crit:backward(input, target) = 2 (input − target) / nElement, :mul(strength)
+            dfeats[name] = dfeats.get(name, 0) + 2.0 * diff / diff.size * content_weight
+        for name in style_layers:  # StyleLoss
+            x_flat = flat(out[name])
+            n_elements = out[name].size
+            g = x_flat @ x_flat.T / n_elements
+            style_losses.append(style_weight * np.mean((g - style_targets[name]) ** 2))
+            dg = 2.0 * (g - style_targets[name]) / g.size  # crit:backward(self.G, self.target)
+            dg = dg / n_elements  # dG:div(input:nElement())
+            d_flat = dg @ x_flat + dg.T @ x_flat  # Gram:updateGradInput: mm(gradOutput, x_flat) + addmm(gᵀ, x)
+            dfeats[name] = dfeats.get(name, 0) + from_chw(d_flat * style_weight, out[name].shape)
+        grad_z = net.backward(tape, dfeats)[..., ::-1]  # d/dRGB back to d/dz (BGR; the mean shift: 1)
+        # TVLoss:updateGradInput, on the module's input z (first in the net, so its gradInput is the image's)
+        x_diff = z[:-1, :-1] - z[:-1, 1:]
+        y_diff = z[:-1, :-1] - z[1:, :-1]
+        tv = np.zeros_like(z)
+        tv[:-1, :-1] += x_diff + y_diff
+        tv[:-1, 1:] -= x_diff
+        tv[1:, :-1] -= y_diff
+        return content_losses, style_losses, grad_z + tv_weight * tv
+
+    return feval_parts
+
+
+def optim_lbfgs(opfunc, x, maxIter=20, maxEval=None, tolFun=1e-5, tolX=1e-9, nCorrection=100, learningRate=1.0,
+                state=None):
+    """optim.lbfgs(opfunc, x, config) with lineSearch nil, line by line; x is updated in place (x:add(t, d))
+    as Torch does. `state` (a dict) carries d, t, the pairs and g_old between calls, as the config table does."""
+    state = {} if state is None else state
+    maxEval = maxIter * 1.25 if maxEval is None else maxEval
+    state.setdefault("funcEval", 0)
+    state.setdefault("nIter", 0)
+    f, g = opfunc(x)
+    f_hist = [f]
+    currentFuncEval = 1
+    state["funcEval"] += 1
+    if np.abs(g).sum() <= tolFun:
+        return x, f_hist
+    d, t = state.get("d"), state.get("t")
+    old_dirs, old_stps = state.get("old_dirs"), state.get("old_stps")
+    Hdiag, g_old, f_old = state.get("Hdiag"), state.get("g_old"), state.get("f_old")
+    nIter = 0
+    while nIter < maxIter:
+        nIter += 1
+        state["nIter"] += 1
+        if state["nIter"] == 1:
+            d = -g
+            old_dirs, old_stps, Hdiag = [], [], 1.0
+        else:
+            y = g - g_old
+            s = d * t
+            ys = y @ s
+            if ys > 1e-10:
+                if len(old_dirs) == nCorrection:
+                    old_dirs.pop(0)
+                    old_stps.pop(0)
+                old_dirs.append(s)
+                old_stps.append(y)
+                Hdiag = ys / (y @ y)
+            k = len(old_dirs)
+            ro = [1.0 / (old_stps[i] @ old_dirs[i]) for i in range(k)]
+            al = [0.0] * k
+            q = -g
+            for i in range(k - 1, -1, -1):
+                al[i] = (old_dirs[i] @ q) * ro[i]
+                q = q - al[i] * old_stps[i]
+            r = q * Hdiag
+            for i in range(k):
+                be_i = (old_stps[i] @ r) * ro[i]
+                r = r + (al[i] - be_i) * old_dirs[i]
+            d = r
+        g_old = g.copy()
+        f_old = f
+        gtd = g @ d
+        if gtd > -tolX:
+            break
+        t = min(1.0, 1.0 / np.abs(g).sum()) * learningRate if state["nIter"] == 1 else learningRate
+        lsFuncEval = 0
+        x += t * d
+        if nIter != maxIter:
+            f, g = opfunc(x)
+            lsFuncEval = 1
+            f_hist.append(f)
+        currentFuncEval += lsFuncEval
+        state["funcEval"] += lsFuncEval
+        if nIter == maxIter:
+            break
+        if currentFuncEval >= maxEval:
+            break
+        if np.abs(g).sum() <= tolFun:
+            break
+        if np.abs(d * t).sum() <= tolX:
+            break
+        if abs(f - f_old) < tolX:
+            break
+    state.update(d=d, t=t, old_dirs=old_dirs, old_stps=old_stps, Hdiag=Hdiag, g_old=g_old, f_old=f_old)
+    return x, f_hist
+
+
+def run_jcjohnson(net, content, style, z0, num_iterations=1000, content_layers=("block4_conv2",),
+                  style_layers=CONV1_LAYERS, content_weight=5e0, style_weight=1e2, tv_weight=1e-3):
+    """main(params) with -optimizer lbfgs: optim_state {maxIter = num_iterations, tolX = -1, tolFun = -1}
+    (lbfgs_num_correction 0: optim's nCorrection 100); feval sums the content and style modules' losses
+    (no TV: TVLoss has none) and maybe_save writes the image at num_calls == num_iterations: deprocess,
+    image.minmax{min=0, max=1} (a no-op with both bounds given), image.save: saturate to 0..1, × 255.
+    content / style: RGB 0..255 (image.load's 0..1 × 255); z0: the start in the preprocessed space."""
+    feval_parts = jcjohnson_net(net, jcjohnson_preprocess(content), jcjohnson_preprocess(style), content_weight,
+                                style_weight, tv_weight, content_layers, style_layers)
+    losses, saved = [], {}
+    shape = z0.shape
+
+    def feval(x):
+        z = x.reshape(shape)
+        content_losses, style_losses, grad = feval_parts(z)
+        loss = sum(content_losses) + sum(style_losses)
+        losses.append({"total": loss, "content": sum(content_losses), "style": sum(style_losses)})
+        if len(losses) == num_iterations:  # maybe_save(num_calls): t == params.num_iterations
+            saved["image"] = jcjohnson_deprocess(z) * 255.0
+        return loss, grad.ravel()
+
+    x = np.array(z0, np.float64).ravel()
+    optim_lbfgs(feval, x, maxIter=num_iterations, tolX=-1, tolFun=-1)
+    image = saved["image"]
+    return SeedRun(losses, [], [], image, to_uint8(image, "truncate"))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The authors' notebook: leongatys/PytorchNeuralStyleTransfer, NeuralStyleTransfer.ipynb, with PyTorch's
+# torch.optim.LBFGS (lr 1, max_iter 20, max_eval 25, tolerance_grad 1e-5, tolerance_change 1e-9, history
+# 100, no line search; the 2017 code). Its opt_img lives in prep's space: BGR(image / 255) − mean/255, × 255,
+# the Keras caffe space; channels-first.
+# ----------------------------------------------------------------------------------------------------------
+def gatys_code_loss(net, content, style, style_layers=CONV1_LAYERS, content_layers=("block4_conv2",),
+                    style_weights=tuple(1e3 / n ** 2 for n in (64, 128, 256, 512, 512)), content_weights=(1e0,)):
+    """layer_losses = [weights[a] · loss_fns[a](A, targets[a])]: GramMSELoss = nn.MSELoss()(GramMatrix(A),
+    target), GramMatrix = bmm(F, Fᵀ) / (h·w); nn.MSELoss for content. x, content, style: RGB 0..255."""
+    style_layers, content_layers = list(style_layers), list(content_layers)
+
+    def gram(a):
+        f = chw(a)
+        return f @ f.T / (a.shape[0] * a.shape[1])
+
+    s_out, _ = net.forward(style, style_layers)
+    c_out, _ = net.forward(content, content_layers)
+    style_targets = {name: gram(s_out[name]) for name in style_layers}
+
+    def loss(x):
+        out, tape = net.forward(x, style_layers + content_layers)
+        style_total = content_total = 0.0
+        dfeats = {}
+        for name, w in zip(style_layers, style_weights):
+            g = gram(out[name])
+            style_total += w * np.mean((g - style_targets[name]) ** 2)
+            dg = w * 2 * (g - style_targets[name]) / g.size / (out[name].shape[0] * out[name].shape[1])
+            dfeats[name] = dfeats.get(name, 0) + from_chw(d_gram_chw(chw(out[name]), dg), out[name].shape)
+        for name, w in zip(content_layers, content_weights):
+            diff = out[name] - c_out[name]
+            content_total += w * np.mean(diff ** 2)
+            dfeats[name] = dfeats.get(name, 0) + w * 2 * diff / diff.size
+        grad = net.backward(tape, dfeats)
+        return Reference({"content": content_total, "style": style_total, "tv": 0.0}, content_total + style_total,
+                         grad)
+
+    return loss
+
+
+def torch_lbfgs_step(closure, x, state, lr=1.0, max_iter=20, max_eval=None, tolerance_grad=1e-5,
+                     tolerance_change=1e-9, history_size=100):
+    """torch.optim.LBFGS.step(closure) without line_search_fn, the parameter x updated in place; `state`
+    persists between calls as optimizer.state does."""
+    max_eval = max_iter * 5 // 4 if max_eval is None else max_eval
+    state.setdefault("func_evals", 0)
+    state.setdefault("n_iter", 0)
+    orig_loss, flat_grad = closure()
+    loss = orig_loss
+    current_evals = 1
+    state["func_evals"] += 1
+    abs_grad_sum = np.abs(flat_grad).sum()
+    if abs_grad_sum <= tolerance_grad:
+        return orig_loss
+    d, t = state.get("d"), state.get("t")
+    old_dirs, old_stps = state.get("old_dirs"), state.get("old_stps")
+    H_diag, prev_flat_grad, prev_loss = state.get("H_diag"), state.get("prev_flat_grad"), state.get("prev_loss")
+    n_iter = 0
+    while n_iter < max_iter:
+        n_iter += 1
+        state["n_iter"] += 1
+        if state["n_iter"] == 1:
+            d = -flat_grad
+            old_dirs, old_stps, H_diag = [], [], 1
+        else:
+            y = flat_grad - prev_flat_grad
+            s = d * t
+            ys = y @ s
+            if ys > 1e-10:
+                if len(old_dirs) == history_size:
+                    old_dirs.pop(0)
+                    old_stps.pop(0)
+                old_dirs.append(s)
+                old_stps.append(y)
+                H_diag = ys / (y @ y)
+            num_old = len(old_dirs)
+            ro = [1.0 / (old_stps[i] @ old_dirs[i]) for i in range(num_old)]
+            al = [0.0] * num_old
+            q = -flat_grad
+            for i in range(num_old - 1, -1, -1):
+                al[i] = (old_dirs[i] @ q) * ro[i]
+                q = q - al[i] * old_stps[i]
+            d = r = q * H_diag
+            for i in range(num_old):
+                be_i = (old_stps[i] @ r) * ro[i]
+                r = r + (al[i] - be_i) * old_dirs[i]
+            d = r
+        prev_flat_grad = flat_grad.copy()
+        prev_loss = loss
+        t = min(1.0, 1.0 / abs_grad_sum) * lr if state["n_iter"] == 1 else lr
+        gtd = flat_grad @ d
+        ls_func_evals = 0
+        x += t * d  # self._add_grad(t, d)
+        if n_iter != max_iter:
+            loss, flat_grad = closure()
+            abs_grad_sum = np.abs(flat_grad).sum()
+            ls_func_evals = 1
+        current_evals += ls_func_evals
+        state["func_evals"] += ls_func_evals
+        if n_iter == max_iter:
+            break
+        if current_evals >= max_eval:
+            break
+        if abs_grad_sum <= tolerance_grad:
+            break
+        if gtd > -tolerance_change:
+            break
+        if np.abs(d * t).sum() <= tolerance_change:
+            break
+        if abs(loss - prev_loss) < tolerance_change:
+            break
+    state.update(d=d, t=t, old_dirs=old_dirs, old_stps=old_stps, H_diag=H_diag, prev_flat_grad=prev_flat_grad,
+                 prev_loss=prev_loss)
+    return orig_loss
+
+
+def run_gatys_code(net, content, style, max_iter=500, style_layers=CONV1_LAYERS, content_layers=("block4_conv2",),
+                   style_weights=tuple(1e3 / n ** 2 for n in (64, 128, 256, 512, 512)), loss_fn=None,
+                   dtype=np.float64):
+    """opt_img = content_image.clone(); optimizer = optim.LBFGS([opt_img]); n_iter = [0];
+    while n_iter[0] <= max_iter: optimizer.step(closure) (closure: n_iter[0] += 1); out_img = postp(opt_img):
+    postpa (/255, + mean, RGB), clamp to 0..1, ToPILImage (mul(255).byte(): truncation). content / style:
+    RGB 0..255 (prep's space is the caffe space). `loss_fn(rgb) -> Reference` replaces the vgg and loss
+    modules (gatys_code_loss) when given: the loop and the optimiser alone, driven by another evaluation.
+    `dtype`: the optimiser's arithmetic; the notebook's tensors are float32 (torch.FloatTensor)."""
+    loss_fn = loss_fn or gatys_code_loss(net, content, style, style_layers, content_layers, style_weights)
+    shape = content.shape
+    x = caffe_preprocess(np.asarray(content, np.float64)).ravel().astype(dtype)
+    losses, state, n_iter = [], {}, [0]
+
+    def closure():
+        ref = loss_fn(caffe_deprocess(x.reshape(shape)))
+        n_iter[0] += 1
+        losses.append({"total": ref.total, "content": ref.terms["content"], "style": ref.terms["style"]})
+        return ref.total, ref.grad[..., ::-1].ravel().astype(dtype)  # d/d opt_img (BGR)
+
+    while n_iter[0] <= max_iter:
+        torch_lbfgs_step(closure, x, state)
+    image = caffe_deprocess(x.reshape(shape))
+    return SeedRun(losses, [], [], image, to_uint8(image, "truncate"))

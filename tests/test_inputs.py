@@ -822,6 +822,9 @@ def test_target_shape_invariants(h, w, size, mode):
         assert abs(tw - w * scale) <= 0.5 + 1e-9 or tw == 1
     elif mode == "height":
         assert th == size and (tw == max(1, int(w * size / h)))
+    elif mode == "short-side":  # torchvision's Scale(size): the shorter edge, the other int(size · long / short)
+        assert min(th, tw) == size
+        assert (th, tw) == ((size, int(size * w / h)) if w >= h else (int(size * h / w), size))
     else:
         assert (th, tw) == (size, size)
 

@@ -480,6 +480,8 @@ def assert_same_iterations(straight, resumed):
     ("keras-gd-noise", {}),
     ("tf-eager-blog", {"clip": True}),
     ("tf-eager-blog", {}),
+    ("jcjohnson", {}),  # torch-lbfgs: its pairs, direction and step in the state
+    ("gatys-code", {}),
 ])
 def test_resume_descent_and_adam(name, changes):
     r = recipe(name, iterations=5, **changes)
