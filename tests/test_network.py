@@ -45,6 +45,7 @@ def set_conv_weights(model, params):
 def assert_close_activation(ours, theirs, name):
     scale = float(np.abs(theirs).max())
     assert scale > 0, f"{name}: dead layer, the comparison would be empty"
+    # measured 9.9e-7 plain / 9.0e-7 transposed of the scale (AVX2 EPYC, every caller); passed on AVX-512 earlier
     np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=2e-5 * scale, err_msg=name)
 
 
@@ -257,6 +258,7 @@ def test_the_gpu_convolution_computes_what_the_cpu_one_does():
     (fa, ga), (fb, gb) = out["transposed"], out["plain"]
     for name in fa:
         assert_close_activation(fb[name], fa[name], name)
+    # measured 2.1e-7 of the scale (AVX2 EPYC); passed on AVX-512 in earlier rounds
     np.testing.assert_allclose(gb, ga, rtol=1e-3, atol=1e-3 * np.abs(ga).max())
     assert network.default_conv("cpu") == "transposed"
     assert network.default_conv("auto") == ("plain" if tf.config.list_physical_devices("GPU") else "transposed")
