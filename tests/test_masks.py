@@ -4,6 +4,10 @@ Oracles: a numpy (F·m)ᵀ(F·m) and its analytic gradient; block means of the m
 for "inside", the authors' own definition, probed through the network: a position is inside when no
 change of the pixels outside the region changes its activation; and for the guided Grams of a two-style
 image, the plain Grams of the two styles each on its own.
+
+Tolerances: the figure beside each is the largest error measured on the AVX2 AMD EPYC, relative unless it
+says otherwise (none of them runs a convolution, so the conv path does not enter); every one passed unchanged
+on the AVX-512 Xeon of earlier rounds.
 """
 import functools
 
@@ -56,7 +60,7 @@ def test_load_mask_white_paints_black_does_not(tmp_path):
     assert got.dtype == np.float32 and got.shape == (16, 24)
     np.testing.assert_array_equal(got[:, :12], 1.0)
     np.testing.assert_array_equal(got[4:, 12:], 0.0)
-    np.testing.assert_allclose(got[:4, 12:], 128 / 255, atol=1e-6)
+    np.testing.assert_allclose(got[:4, 12:], 128 / 255, atol=1e-6)  # measured 3.0e-8 (abs)
 
 
 def test_load_mask_rgb_counts_by_luminance(tmp_path):
@@ -65,7 +69,7 @@ def test_load_mask_rgb_counts_by_luminance(tmp_path):
     rgb[4:] = (255, 0, 0)  # pure red: ITU-R 601 luma 0.299
     got = images.load_mask(save(rgb, tmp_path / "m.png"), (8, 8))
     np.testing.assert_array_equal(got[:4], 1.0)
-    np.testing.assert_allclose(got[4:], round(0.299 * 255) / 255, atol=1.5 / 255)
+    np.testing.assert_allclose(got[4:], round(0.299 * 255) / 255, atol=1.5 / 255)  # measured 1.2e-8 (abs)
 
 
 def test_load_mask_ignores_alpha(tmp_path):
@@ -87,7 +91,7 @@ def test_load_mask_is_stretched_to_the_content(tmp_path):
     assert got.shape == (30, 60)
     np.testing.assert_array_equal(got[:, :28], 0.0)
     np.testing.assert_array_equal(got[:, 32:], 1.0)
-    assert got.mean() == pytest.approx(0.5, abs=0.01)
+    assert got.mean() == pytest.approx(0.5, abs=0.01)  # measured 0
 
 
 def test_load_mask_refuses_another_aspect_ratio(tmp_path):
@@ -137,14 +141,14 @@ def test_masked_gram_matches_numpy(norm):
     rng = np.random.default_rng(0)
     f, m = rng.normal(size=(1, 5, 7, 4)) * 10, rng.uniform(0, 1, (5, 7))
     got = run(lambda t, k: losses.masked_gram(t, k, norm), f, m)
-    np.testing.assert_allclose(got, np_masked_gram(f, m, norm), rtol=1e-5)
+    np.testing.assert_allclose(got, np_masked_gram(f, m, norm), rtol=1e-5)  # measured 1.1e-6
 
 
 @pytest.mark.parametrize("norm", recipes.GRAM_NORMS)
 def test_masked_gram_of_ones_is_the_gram(norm):
     f = np.random.default_rng(1).normal(size=(1, 4, 6, 3))
     got = run(lambda t: (losses.masked_gram(t, np.ones((4, 6)), norm), losses.gram(t, norm)), f)
-    np.testing.assert_allclose(got[0], got[1], rtol=1e-6)
+    np.testing.assert_allclose(got[0], got[1], rtol=1e-6)  # measured 0
 
 
 def test_masked_gram_positions_is_a_weighted_mean_for_soft_masks():
@@ -154,7 +158,7 @@ def test_masked_gram_positions_is_a_weighted_mean_for_soft_masks():
     f = np.tile(rng.normal(size=(1, 1, 2, 3)), (1, 6, 2, 1))  # columns alternate between two vectors
     m = np.tile(rng.uniform(0.1, 1, (6, 1)), (1, 4))  # constant along each row: both vectors equally weighted
     got = run(lambda t: (losses.masked_gram(t, m, "positions"), losses.gram(t, "positions")), f)
-    np.testing.assert_allclose(got[0], got[1], rtol=1e-5)
+    np.testing.assert_allclose(got[0], got[1], rtol=1e-5)  # measured 2.0e-7
 
 
 def test_masked_gram_gradient():
@@ -167,7 +171,7 @@ def test_masked_gram_gradient():
 
     fm = (f[0] * m[:, :, None]).reshape(-1, 4)
     expected = (m.reshape(-1, 1) * (fm @ (w + w.T))).reshape(f.shape)
-    np.testing.assert_allclose(run(build, f), expected, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(run(build, f), expected, rtol=1e-4, atol=1e-6)  # measured 1.0e-7 of the scale
 
 
 # ---------------------------------------------------------------------------------------- layer_masks
@@ -192,6 +196,7 @@ def test_simple_masks_are_block_means_of_the_image_mask(layer):
     got = losses.layer_masks(mask, "vgg19", [layer])[name]
     factor = 2 ** (int(name[5]) - 1)
     h, w = got.shape
+    # measured 1.4e-7
     np.testing.assert_allclose(got, block_reduce(mask[: h * factor, : w * factor], (factor, factor), np.mean),
                                rtol=1e-5)
 

@@ -19,7 +19,10 @@ from legacy_nst.architecture import deepest_layer
 from legacy_nst.network import VGG
 from support import run_main, write_pair
 
-RTOL = 2e-5  # measured: the relative errors are 1e-7 .. 3e-6 (float32 sums in another order)
+# Tiled against untiled, float32 sums in another order. Largest relative errors measured on the AVX2 AMD EPYC
+# (plain / transposed convolution): totals 1.4e-7 / 9.2e-8, terms 4.6e-7 / 3.9e-7, gradients 6.8e-6 / 8.5e-7,
+# style targets 4.4e-7 / 3.6e-7, content targets 0; passed unchanged on the AVX-512 Xeon of earlier rounds.
+RTOL = 2e-5
 
 
 @functools.lru_cache(maxsize=None)
@@ -248,9 +251,10 @@ def test_a_tiled_run_follows_the_untiled_one(real_weights, optimizer):
     started = [e for e in events if isinstance(e, LevelStarted)]
     assert [(e.tile, e.tiled_because) for e in started] == [(32, "asked for with --tile")]
     assert tiled.finished and untiled.finished and len(tiled.history) == len(untiled.history) >= 8
+    # measured 1.1e-6 plain / 1.5e-6 transposed (AVX2)
     np.testing.assert_allclose(totals(tiled), totals(untiled), rtol=1e-4)
     assert totals(tiled)[-1] < 0.8 * totals(tiled)[0]  # it optimised
-    assert np.max(np.abs(tiled.image - untiled.image)) < 0.05
+    assert np.max(np.abs(tiled.image - untiled.image)) < 0.05  # measured 3.1e-5 / 1.5e-5 levels (AVX2)
 
 
 def test_the_cli_says_when_it_tiles(real_weights, tmp_path, capsys):
