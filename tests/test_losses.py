@@ -457,10 +457,11 @@ def test_precomputed_targets_equal_seed_003_batch_of_three():
     style_weight 3 instead of the recipe's 1, so seed 003's second multiplication by it is visible.
     The oracle is seed 003's graph in float64, so that the tolerance measures the engine's float32 sums
     alone. Measured (max |Δgradient| ÷ max |gradient|): seed 003's own float32 graph 5.6e-7 on an AVX2 EPYC;
-    the engine's plain-Conv2D path 5.8e-7 there; its transposed-conv path 2.9e-4 there (oneDNN's AVX2 kernels;
-    one reason AVX2 CPUs take the plain path, network.default_conv) and within 1e-4 on the AVX-512 Xeons of
-    earlier rounds, where it is the default. 1e-4 of the scale is 170× the float32 error of the AVX2 default; a
-    wrong formula (a missing factor, a transposed Gram, a term off by a pixel) is off by far more."""
+    the engine there 5.6e-7 on its default "forward" path (forward Conv2D both ways) and 5.8e-7 on plain
+    Conv2D, but 2.9e-4 on the transposed-conv path (oneDNN's AVX2 kernels; one reason AVX2 CPUs do not take it,
+    network.default_conv), which stays the default on AVX-512, where this test passed at 1e-4 in earlier rounds.
+    1e-4 of the scale is 180× the float32 error of the AVX2 default; a wrong formula (a missing factor, a
+    transposed Gram, a term off by a pixel) is off by far more.
     style_weight = 3.0
     recipe = shrink("keras-lbfgs", style_weight=style_weight, iterations=1, lbfgs_maxfun=1)
     assert recipe.style_weight_twice and recipe.style_norm == "image"
