@@ -461,7 +461,7 @@ def test_precomputed_targets_equal_seed_003_batch_of_three():
     Conv2D, but 2.9e-4 on the transposed-conv path (oneDNN's AVX2 kernels; one reason AVX2 CPUs do not take it,
     network.default_conv), which stays the default on AVX-512, where this test passed at 1e-4 in earlier rounds.
     1e-4 of the scale is 180× the float32 error of the AVX2 default; a wrong formula (a missing factor, a
-    transposed Gram, a term off by a pixel) is off by far more.
+    transposed Gram, a term off by a pixel) is off by far more."""
     style_weight = 3.0
     recipe = shrink("keras-lbfgs", style_weight=style_weight, iterations=1, lbfgs_maxfun=1)
     assert recipe.style_weight_twice and recipe.style_norm == "image"
