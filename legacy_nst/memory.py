@@ -1,7 +1,10 @@
 """How much memory a run needs, how much the machine can give, and the largest image that fits.
 
-The estimate is a model fitted to the peak resident memory of the real engine (bench/memory.py):
-    peak = BASE + WEIGHT_COPIES · weights + ACTIVATION_COPIES · activations + targets + optimiser state
+The estimate is an upper bound on a run's peak resident memory: a model fitted to the real engine
+(bench/memory.py),
+    model = BASE + RUN_OVERHEAD + WEIGHT_COPIES · weights + ACTIVATION_COPIES · activations + targets
+            + optimiser state,
+times MARGIN. Runs are accepted, tiled or refused on it, so it must not be exceeded on any CPU kind.
 `weights` are the float32 kernels and biases up to the deepest layer, `activations` the float32 outputs of
 every convolution up to it (the backward pass keeps them, ReLU outputs and gradients beside them),
 `targets` the content feature maps the objective holds. The optimiser's state is counted, not fitted. Tiled
@@ -37,6 +40,15 @@ OPTIMISER_VECTORS = {None: 0.0, "lbfgs": 40.6, "lbfgs+bounds": 45.7, "adam": 2.0
 # stitched targets' staging): least squares through 0 of what the fit above leaves over for TiledObjective
 # on the preview at 768×1024 and 1536×2048 px, 512 px tiles (measured 1.174 and 1.719 GiB; bench/memory.py).
 TILED_IMAGE_ARRAYS = 7.21
+# What a whole run holds beyond the engine the constants above were fitted on (the run loop, its images,
+# history and loss plot: Pillow and matplotlib): whole runs through legacy_nst.run at 256 px measured 0.066
+# GiB (preview) and 0.091 GiB (tf-eager-blog on the whole VGG19) above that model on an AVX2 EPYC
+# (bench/memory.py --parts verify).
+RUN_OVERHEAD = 96 * 2**20
+# The bound's headroom over the model, for what differs between CPU kinds and between runs: the fit is within
+# ±6 % of its calibration runs on an AVX-512 Xeon, two runs of one size there differed by up to 8 %, and on an
+# AVX2 EPYC whole runs measured 0.82-0.91 of the bound (9 runs: L-BFGS, Adam, descent, tiles, 256-2048 px) (bench/memory.py --parts verify; bench/README.md).
+MARGIN = 1.10
 
 def peak_rss_bytes():
     """This process's peak resident memory (VmHWM; ru_maxrss would carry a parent's peak over execve)."""
@@ -69,7 +81,7 @@ def activation_bytes(network, deepest, height, width):
 
 def estimate_bytes(network, layers, height, width, optimizer, tiled_tile=None, content_layers=None,
                    bounds=False):
-    """Peak resident bytes of a run on a height × width image whose losses read `layers`.
+    """At most the peak resident bytes of a run on a height × width image whose losses read `layers`.
 
     optimizer: lbfgs | adam | descent | None (the objective alone); bounds: L-BFGS-B with pixel
     bounds; content_layers: the layers whose full feature maps are held as targets (default: the deepest);
@@ -78,13 +90,13 @@ def estimate_bytes(network, layers, height, width, optimizer, tiled_tile=None, c
     content_layers = (deepest,) if content_layers is None else content_layers
     pixels = height * width
     kind = "lbfgs+bounds" if optimizer == "lbfgs" and bounds else optimizer
-    total = (BASE + WEIGHT_COPIES * weight_bytes(network, deepest)
+    total = (BASE + RUN_OVERHEAD + WEIGHT_COPIES * weight_bytes(network, deepest)
              + sum(feature_bytes(network, layer, height, width) for layer in content_layers)
              + OPTIMISER_VECTORS[kind] * 8 * 3 * pixels)
     if tiled_tile is None:
-        return int(total + ACTIVATION_COPIES * activation_bytes(network, deepest, height, width))
-    return int(total + ACTIVATION_COPIES * activation_bytes(network, deepest, *tile_input(
-        network, deepest, tiled_tile, height, width)) + TILED_IMAGE_ARRAYS * 4 * 3 * pixels)
+        return int(MARGIN * (total + ACTIVATION_COPIES * activation_bytes(network, deepest, height, width)))
+    return int(MARGIN * (total + ACTIVATION_COPIES * activation_bytes(network, deepest, *tile_input(
+        network, deepest, tiled_tile, height, width)) + TILED_IMAGE_ARRAYS * 4 * 3 * pixels))
 
 
 def tile_input(network, deepest, tile, height, width):
@@ -169,15 +181,9 @@ def available_bytes():
     return max(0, min(candidates)) if candidates else 0
 
 
-# The model is a fit (within ±6 % of the calibration runs, 8 % between two runs of one size, and a fresh venv's
-# packages peaked 0.4 % above the estimate at the test's size): "fits" keeps this much headroom, so a size it
-# accepts is not killed halfway.
-MARGIN = 1.10
-
-
 def fits(need, available):
-    """Whether an estimated `need` (estimate_bytes) fits in `available` bytes with the model's headroom."""
-    return need * MARGIN <= available
+    """Whether an estimated `need` (estimate_bytes, already an upper bound) fits in `available` bytes."""
+    return need <= available
 
 
 def largest_side_that_fits(network, layers, shape, optimizer, available=None, tiled_tile=None,

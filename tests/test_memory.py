@@ -114,8 +114,8 @@ def test_choose_tile():
     """Untiled when it fits, tiles when only they fit, else a one-line refusal naming the size that fits."""
     layers, content = PREVIEW.layers, PREVIEW.content_layers
 
-    def need(tile):  # the estimate with the model's headroom: exactly what `fits` asks for
-        return memory.estimate_bytes("vgg19", layers, 3072, 4096, "lbfgs", tile, content, True) * memory.MARGIN
+    def need(tile):  # the estimate, headroom included: exactly what `fits` asks for
+        return memory.estimate_bytes("vgg19", layers, 3072, 4096, "lbfgs", tile, content, True)
 
     assert memory.choose_tile("vgg19", layers, 3072, 4096, "lbfgs", content, True, available=need(None)) is None
     assert memory.choose_tile("vgg19", layers, 3072, 4096, "lbfgs", content, True, available=need(512)) == 512
