@@ -121,7 +121,7 @@ def build_parser():
                 epilog="Weights are looked for as: --weights PATH; $LEGACY_NST_WEIGHTS_DIR; the project's "
                        "weights/; ~/.keras/models/; otherwise downloaded into weights/ (md5-checked).\n"
                        "Outputs next to --output STEM.EXT: STEM_losses.csv and STEM.json (every run), "
-                       "STEM_grid.png, STEM_at_iteration_N.EXT, STEM_at_restart_N.EXT and "
+                       "STEM_grid.png, STEM_at_evaluation_N.EXT, STEM_at_restart_N.EXT and "
                        "STEM.checkpoint.npz (when saving), STEM.partial.EXT (a stopped run's best image).\n"
                        "Exit codes: 0 done, 1 non-finite loss, unwritable file or internal error, "
                        "2 bad input, 130 interrupted, 143 terminated.")

@@ -20,6 +20,7 @@ class LevelStarted:
     term_weights: dict
     tile: int | None = None  # px: evaluated in tiles of at most this size (tiling.py), None: in one graph
     tiled_because: str = ""  # why (asked for, or what the untiled run would need against what is available)
+    resumed: str = ""  # resumed from a checkpoint: how (checkpoint.resume_kind), else ""
 
 
 @dataclass(frozen=True)

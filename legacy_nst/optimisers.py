@@ -181,13 +181,14 @@ class LBFGS(_FedImage):
                 self._state = {"iteration": restart, "evaluations": self.evaluator.runs,
                                "image": np.array(xk, np.float64).reshape(x.shape), "call_start": start, "warm": 1}
 
+            accepted(x)  # until scipy accepts a step, the call's start is its last accepted iterate
             try:
                 x_flat, _, _ = fmin_l_bfgs_b(self.evaluator.loss, x.ravel(), fprime=self.evaluator.grads,
                                              m=recipe.lbfgs_memory, maxfun=max(1, maxfun), bounds=bounds,
                                              callback=accepted, **tolerances)
                 x = x_flat.reshape(x.shape)
             except BudgetSpent:  # the budget ends inside a line search: the last accepted iterate stands
-                x = self._state["image"] if self._state.get("warm") else x
+                x = self._state["image"]
             self._state = {"iteration": restart + 1, "evaluations": self.evaluator.runs, "image": x}
             on_iteration(restart, self.evaluator.runs, x.astype(np.float32))
 

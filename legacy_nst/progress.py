@@ -40,6 +40,8 @@ class Console:
             if event.levels > 1:
                 self.say(f"level {event.level + 1}/{event.levels}: {event.shape[1]}×{event.shape[0]} px, "
                          f"{event.iterations} evaluations")
+            if event.resumed:
+                self.say(event.resumed)
             if event.tile is not None:
                 self.say(f"{event.shape[1]}×{event.shape[0]} px in {event.tile} px tiles, exact "
                          f"(tiling.py; {event.tiled_because})")

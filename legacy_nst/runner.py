@@ -109,7 +109,7 @@ def prepare(job):
         raise UserError(f"--style-masks need a normalised Gram (recipe {recipe.name} uses raw FᵀF, which compares "
                         "a region's sum with a whole image's): add --set gram_norm=elements")
     levels = job.levels(recipe)
-    paths = OutputPaths(output.path) if output.path else None
+    paths = OutputPaths(output.path, len(levels)) if output.path else None
     resuming_own = bool(paths and job.resume and _same_file(job.resume, paths.checkpoint))
     if paths:
         series = {}
@@ -140,6 +140,9 @@ def prepare(job):
     if resume is not None and not 0 <= resume.level < len(levels):
         raise UserError(f"--resume {job.resume}: made for level {resume.level + 1} of a schedule, "
                         f"this run has {len(levels)}; give the same --scales")
+    if resume is not None:
+        checkpoints.check_budget(job.resume, resume, dataclasses.replace(recipe,
+                                                                         iterations=levels[resume.level].iterations))
     inputs = checkpoints.fingerprint(recipe, content, styles, blend, init_image, job.seed,
                                      [level.size for level in levels],
                                      {"preserve_colors": job.preserve_colors, "style_scales": scales,
@@ -254,6 +257,7 @@ class _Execution:
         self.evaluations = 0
         self.term_names = resume.term_names if resume else ()
         self.term_weights = term_weights(plan.recipe)
+        self.checkpoint_state = None  # the optimiser state of the last checkpoint this run wrote
 
     def _saved(self, kind, path):
         self.files[kind] = path
@@ -343,7 +347,8 @@ class _Execution:
             self.term_names = transfer.term_names
             self.term_weights = weights_ = transfer.term_weights
             self.emit(LevelStarted(k, len(plan.levels), content.shape[:2], recipe.iterations,
-                                   transfer.term_names, dict(weights_), tile, why))
+                                   transfer.term_names, dict(weights_), tile, why,
+                                   "" if state is None else checkpoints.resume_kind(state)))
 
             def on_evaluation(m):
                 interrupts.check()  # a signal whose exception was dropped where it landed stops the run here
@@ -359,7 +364,9 @@ class _Execution:
                                      "lower the weights or the learning rate")
                 self.emit(event)
                 if plan.paths and output.save_every and m.evaluations % output.save_every == 0:
-                    self._write_image("snapshot", plan.paths.snapshot(m.evaluations), m.image)
+                    self._write_image("snapshot", plan.paths.snapshot(m.evaluations, k), m.image)
+                    if recipe.optimizer == "lbfgs":  # inside an L-BFGS call: a warm checkpoint (optimisers.LBFGS)
+                        self._checkpoint(k, transfer)
 
             def on_iteration(iteration, evaluations, image):
                 event = IterationFinished(k, iteration, evaluations, image)
@@ -369,7 +376,7 @@ class _Execution:
                     return
                 lbfgs = recipe.optimizer == "lbfgs"
                 if lbfgs and output.save_restarts:
-                    self._write_image("snapshot", plan.paths.restart(iteration), image)
+                    self._write_image("snapshot", plan.paths.restart(iteration, k), image)
                 due = (output.save_every and (lbfgs or evaluations % output.save_every == 0)) or (
                     lbfgs and output.save_restarts)
                 if due:
@@ -386,7 +393,8 @@ class _Execution:
 
     def _checkpoint(self, level, transfer):
         meta, arrays = self.tracker.state()
-        ckpt = checkpoints.Checkpoint(self.plan.fingerprint, level, transfer.state(), self.rows, meta, arrays,
+        self.checkpoint_state = transfer.state()
+        ckpt = checkpoints.Checkpoint(self.plan.fingerprint, level, self.checkpoint_state, self.rows, meta, arrays,
                                       self.term_names)
         self._saved("checkpoint", ckpt.save(lambda writer: self.plan.paths.write_with(
             self.plan.paths.checkpoint, writer)))
@@ -451,6 +459,10 @@ class _Execution:
                 notes.append(f"best image so far saved to {paths.partial} (not a finished result)")
             except WriteError as exc:
                 notes.append(f"{exc}; the best image could not be kept")
-        if os.path.exists(paths.checkpoint):
-            notes.append(f"to continue, rerun the same command with --resume {paths.checkpoint}")
+        if self.checkpoint_state is not None:
+            notes.append(f"to continue, rerun the same command with --resume {paths.checkpoint} (it "
+                         f"{checkpoints.resume_kind(self.checkpoint_state, future=True)})")
+        elif best is not None and os.path.exists(paths.partial):
+            notes.append(f"no checkpoint was saved (--save-every N saves one); to keep going from the kept image, "
+                         f"rerun with --init-image {paths.partial} (a fresh start of the optimiser from it)")
         return "; ".join(notes)

@@ -58,7 +58,7 @@ def test_output_settings_write_files_and_saved_events(pair, vgg19_h5, tmp_path):
     result = run(job, events.append)
     saved = {e.kind for e in events if isinstance(e, Saved)}
     assert saved == {"snapshot", "checkpoint", "result", "grid", "log", "plot", "settings"}
-    assert (tmp_path / "r_at_iteration_3.png").is_file() and (tmp_path / "r_at_iteration_6.png").is_file()
+    assert (tmp_path / "r_at_evaluation_3.png").is_file() and (tmp_path / "r_at_evaluation_6.png").is_file()
     assert result.files["result"] == str(tmp_path / "r.png")
     assert not list(tmp_path.glob(".*.lock"))  # the claim is released
 

@@ -469,7 +469,7 @@ def test_output_directory_read_only_simulated(inputs, capsys, monkeypatch):
 
 # ------------------------------------------------------------------------------ existing outputs
 @pytest.mark.parametrize("existing", ["result.png", "result_losses.csv", "result.checkpoint.npz", "result.json",
-                                      "result_at_restart_0.png", "result_at_iteration_7.png", "result_scale9.png",
+                                      "result_at_restart_0.png", "result_at_evaluation_7.png", "result_scale9.png",
                                       "result_losses.png", "result_grid.png"])
 def test_existing_output_is_not_overwritten(existing, inputs, capsys):
     """Every file a run may write beside --output is protected, numbered series included (found by pattern,

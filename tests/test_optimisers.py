@@ -273,7 +273,8 @@ def test_lbfgs_adaptive_objective_is_fixed_within_a_restart():
 
 def test_exception_from_on_evaluation_stops_lbfgs_mid_run():
     """An interrupt or a non-finite loss raised from a callback leaves scipy at once and reaches the caller;
-    the restart it interrupted is not finished, so state() is still that restart's start."""
+    the restart it interrupted is not finished, so state() is a warm one: the last iterate scipy accepted
+    (here still the restart's start) with the evaluations spent so far."""
     r = recipe("keras-lbfgs", iterations=30, lbfgs_maxfun=10)
     with make_transfer(r) as transfer:
         counting = CountingSession(transfer.session)
@@ -285,7 +286,7 @@ def test_exception_from_on_evaluation_stops_lbfgs_mid_run():
         assert counting.runs == 3  # nothing evaluated after the exception
         assert record.iterations == []
         state = transfer.state()
-        assert (state["iteration"], state["evaluations"]) == (0, 0)
+        assert (state["iteration"], state["evaluations"], state["warm"], state["call_start"]) == (0, 3, 1, 0)
         np.testing.assert_array_equal(state["image"], transfer.content.astype(np.float64))
 
 
