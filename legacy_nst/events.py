@@ -64,6 +64,13 @@ class Saved:
     path: str
 
 
+@dataclass(frozen=True)
+class Notice:
+    """Something the run changed on the way in that a person should know (a transparent input, ...)."""
+
+    text: str
+
+
 STOP_REASONS = ("finished", "interrupted", "terminated", "non-finite", "write-failed")
 
 

@@ -151,9 +151,9 @@ class OutputPaths:
         self._replaceable.add(path)
         return path
 
-    def write_image(self, path, image):
+    def write_image(self, path, image, alpha=None):
         fmt = images.check_output_extension(path)
-        return self._write(path, lambda tmp: images.write_image_file(image, tmp, fmt))
+        return self._write(path, lambda tmp: images.write_image_file(image, tmp, fmt, alpha))
 
     def write_text(self, path, text):
         return self._write(path, lambda tmp: _write_text_file(tmp, text))

@@ -5,7 +5,7 @@ import time
 
 from tqdm import tqdm
 
-from .events import Evaluation, LevelFinished, LevelStarted, Saved
+from .events import Evaluation, LevelFinished, LevelStarted, Notice, Saved
 
 
 def loss_line(event, budget):
@@ -54,6 +54,8 @@ class Console:
             if self.bar is not None:
                 self.bar.close()
                 self.bar = None
+        elif isinstance(event, Notice):  # said even with --quiet: the input was changed on the way in
+            print(f"note: {event.text}", file=self.stream, flush=True)
         elif isinstance(event, Saved) and event.kind in ("scale", "snapshot", "checkpoint"):
             self.say(f"saved {event.path}")
 

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import signal
 import time
 
@@ -20,7 +21,7 @@ import numpy as np
 from . import checkpoint as checkpoints
 from . import colour, images, interrupts, memory, plots, weights
 from .errors import UserError, WriteError
-from .events import Evaluation, IterationFinished, LevelFinished, LevelStarted, Result, Saved
+from .events import Evaluation, IterationFinished, LevelFinished, LevelStarted, Notice, Result, Saved
 from .history import Tracker, history_row, log_text
 from .recipes import term_weights
 from .outputs import OutputPaths
@@ -59,6 +60,8 @@ class Plan:
     style_scales: list
     masks: list | None  # one (H, W) mask (or None) per style at the content's size, None without masks
     tiles: tuple  # per level: None (one graph), or (tile px, why) for tiling.TiledObjective
+    notes: tuple = ()  # what the run says before it starts (events.Notice): inputs changed on the way in
+    alpha: np.ndarray | None = None  # the content file's transparency (H, W, 0..1), put back on the result
 
 
 def _load_image(image, what):
@@ -109,6 +112,8 @@ def prepare(job):
         raise UserError(f"--style-masks need a normalised Gram (recipe {recipe.name} uses raw FᵀF, which compares "
                         "a region's sum with a whole image's): add --set gram_norm=elements")
     levels = job.levels(recipe)
+    if job.weights:
+        _check_depth(recipe, job.weights)
     paths = OutputPaths(output.path, len(levels)) if output.path else None
     resuming_own = bool(paths and job.resume and _same_file(job.resume, paths.checkpoint))
     if paths:
@@ -121,6 +126,7 @@ def prepare(job):
             series["scale"] = max(level.size for level in levels)
         paths.check(_paths_of(job), output.overwrite, resuming_own, series)
     content, styles = _inputs(job, [level.size for level in levels])
+    notes, alpha = _transparency(job, output)
     masks = [_load_mask(s.mask, content.shape[:2]) for s in job.styles] if masked else None
     init_image = None if job.init_image is None else _load_image(job.init_image, "init")
     original_content = content
@@ -165,7 +171,55 @@ def prepare(job):
     if resume is not None:
         checkpoints.check_matches(job.resume, resume, fingerprint, shape)
     return Plan(job, recipe, output, paths, content, styles, blend, init_image, levels, params, fingerprint,
-                resume, original_content, scales, masks, tiles)
+                resume, original_content, scales, masks, tiles, tuple(notes), alpha)
+
+
+def _transparency(job, output):
+    """(notes, the content's alpha or None): transparent pixels are optimised as they look on white
+    (images.load_image); said once, and the content's alpha goes back on a result that can hold it."""
+    notes, alpha = [], None
+    inputs = [("content", job.content)] + [("style", s.image) for s in job.styles]
+    for what, image in inputs:
+        if image is None or isinstance(image, np.ndarray):
+            continue
+        found = images.transparency(str(image))
+        if found is None:
+            continue
+        if what == "style":
+            notes.append(f"{image} has transparent pixels: the style is taken as it looks on white")
+            continue
+        keeps = bool(output.path) and images.check_output_extension(output.path) in images.ALPHA_FORMATS
+        alpha = found if keeps else None
+        notes.append(f"{image} has transparent pixels: the run sees them on white; "
+                     + ("the result gets the content's transparency back" if keeps else
+                        "the result has none (write a .png to keep it)"))
+    return notes, alpha
+
+
+def _check_depth(recipe, weights_path):
+    """Weights that stop short of the recipe's deepest layer, refused in a second with the flags that fit
+    them, rather than once TensorFlow and the images are loaded (12-14 s for tf-eager-blog on blocks 1-3)."""
+    from .architecture import layer_depth
+
+    present = weights.present_conv_layers(weights.resolve(recipe.network, weights_path), recipe.network)
+    deepest = present[-1]
+
+    def beyond(layers):
+        return [layer for layer in layers if layer_depth(recipe.network, layer) > layer_depth(recipe.network, deepest)]
+
+    missing = beyond(recipe.layers)
+    if not missing:
+        return
+    block = int(deepest[len("block")])
+    flags = []
+    if beyond(recipe.content_layers):
+        flags.append(f"--content-layers conv{block}_2" if block > 1 else "--content-layers conv1_1")
+    if beyond(recipe.style_layers):
+        flags.append("--style-layers " + " ".join(f"conv{b}_1" for b in range(1, block + 1)))
+    named = ", ".join(re.sub(r"block(\d)_conv(\d)", r"conv\1_\2", layer) for layer in missing)
+    raise UserError(f"{weights_path}: its layers stop at block{block} ({deepest}) and recipe {recipe.name} reads "
+                    f"{named}: give the full {recipe.network.upper()} weights, or run on these with "
+                    f"{' '.join(flags)}")
 
 
 def _tiles(recipe, levels, content_shape, style_shapes, scales, masks, tile):
@@ -278,11 +332,18 @@ class _Execution:
         return images.to_uint8(self._present(image), recipe.save_cast, recipe.deprocess_channel_slip)
 
     def _write_image(self, kind, path, image):
-        self._saved(kind, self.plan.paths.write_image(path, self._encoded(image)))
+        alpha = self.plan.alpha
+        if alpha is not None and kind in ("result", "partial"):
+            alpha = images.resize_mask(alpha, image.shape[:2])
+        else:
+            alpha = None
+        self._saved(kind, self.plan.paths.write_image(path, self._encoded(image), alpha))
 
     def run(self):
         plan, start = self.plan, time.perf_counter()
         self.start = start
+        for note in plan.notes:
+            self.emit(Notice(note))
         stopped, message = "finished", ""
         try:
             for k, level in enumerate(plan.levels):
