@@ -74,7 +74,7 @@ class Notice:
 STOP_REASONS = ("finished", "interrupted", "terminated", "non-finite", "write-failed")
 
 
-@dataclass
+@dataclass(repr=False)
 class Result:
     """What a run returns. `image` is the recipe's result (best or last), None if nothing was measured."""
 
@@ -93,3 +93,8 @@ class Result:
     @property
     def finished(self):
         return self.stopped == "finished"
+
+    def __repr__(self):  # a summary: the history (thousands of rows) is in .history
+        final = f", final loss {self.history[-1]['total']:.4g}" if self.history else ""
+        return (f"<Result {getattr(self.recipe, 'name', self.recipe)}: {self.stopped}, {len(self.history)} "
+                f"evaluations{final}, {self.seconds:.1f} s, files {sorted(self.files)}>")
