@@ -61,7 +61,7 @@ class Console:
 
     def _evaluation(self, event):
         if self.bar is not None:
-            if event.evaluations > self.bar.total:  # L-BFGS may finish its last line search past the budget
+            if event.evaluations > self.bar.total:  # seed 003's L-BFGS calls run past maxfun (lbfgs_call_overshoot)
                 self.bar.total = event.evaluations
             self.bar.update(event.evaluations - self.bar.n)
             self.bar.set_postfix_str(f"total {event.total:.4g}", refresh=False)

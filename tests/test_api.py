@@ -203,6 +203,14 @@ def test_help_lists_every_output_and_says_how_save_every_resumes(capsys):
     assert "warm restart" in text and "a checkpoint past it is refused" in text
 
 
+@pytest.mark.parametrize("command", ["batch", "figure"])
+def test_workers_help_says_when_they_help(command, capsys):
+    """Issue 24.7: nothing said that --workers or Ray gain little on 2 cores (bench/README.md's figures)."""
+    code, out, _ = run_main([command, "--help"], capsys)
+    text = " ".join(out.split())
+    assert code == 0 and "only with cores one" in text
+
+
 def test_flags_from_other_tools_that_work_here(pair, capsys):
     from legacy_nst.cli import build_parser, make_job
 
