@@ -239,8 +239,9 @@ def engine_run(name):
 
 
 def _seed003_counts(recipe):
-    """(outer iterations, maxfun) of seed 003's loop for a recipe's evaluation budget: 0 is one call."""
-    return recipe.restarts, recipe.lbfgs_maxfun or recipe.iterations
+    """(outer iterations, maxfun, whether a call runs past maxfun) of seed 003's loop for a recipe's
+    evaluation budget: 0 is one call; only seed 003's own calls overshoot (lbfgs_call_overshoot)."""
+    return recipe.restarts, recipe.lbfgs_maxfun or recipe.iterations, recipe.lbfgs_call_overshoot
 
 
 # ----------------------------------------------------------------------------------------------------------
