@@ -152,8 +152,9 @@ def build_parser():
                      help="print the losses every N evaluations (default: the recipe source's; 0 never)")
     out.add_argument("--save-every", "--save-iter", type=_count, metavar="N",
                      help="save the image and a checkpoint for --resume every N evaluations (0 never); the "
-                          "resume is exact after an Adam or descent step or an L-BFGS restart, and inside an "
-                          "L-BFGS call a warm restart from its last accepted iterate")
+                          "resume is exact after an Adam or descent step (L-BFGS with restarts: at each "
+                          "restart), and in an L-BFGS run that never restarts a warm restart from its last "
+                          "accepted iterate")
     out.add_argument("--grid", type=_grid, metavar="ROWS,COLS",
                      help="save STEM_grid.png of ROWS × COLS evenly spaced intermediate images")
     out.add_argument("--quiet", action="store_true", help="no progress bar or loss lines")

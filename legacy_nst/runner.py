@@ -411,6 +411,11 @@ class _Execution:
                                    transfer.term_names, dict(weights_), tile, why,
                                    "" if state is None else checkpoints.resume_kind(state)))
 
+            # L-BFGS with restarts checkpoints exactly at each one; only a run that never restarts (preview,
+            # gatys2016) needs the warm kind, whose resume is not the uninterrupted run number for number
+            warm_checkpoints = (recipe.optimizer == "lbfgs" and recipe.restarts == 1
+                                and output.lbfgs_warm_checkpoints)
+
             def on_evaluation(m):
                 interrupts.check()  # a signal whose exception was dropped where it landed stops the run here
                 terms = dict(zip(transfer.term_names, map(float, m.terms)))
@@ -426,7 +431,7 @@ class _Execution:
                 self.emit(event)
                 if plan.paths and output.save_every and m.evaluations % output.save_every == 0:
                     self._write_image("snapshot", plan.paths.snapshot(m.evaluations, k), m.image)
-                    if recipe.optimizer == "lbfgs":  # inside an L-BFGS call: a warm checkpoint (optimisers.LBFGS)
+                    if warm_checkpoints:  # inside the one L-BFGS call: a warm checkpoint (optimisers.LBFGS)
                         self._checkpoint(k, transfer)
 
             def on_iteration(iteration, evaluations, image):

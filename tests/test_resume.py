@@ -124,3 +124,19 @@ def test_multi_scale_snapshots_are_named_by_level_and_evaluation(pair, real_weig
                      "m_level2_at_evaluation_4.png", "m_scale32.png"]
     small = np.asarray(Image.open(tmp_path / "m_level1_at_evaluation_4.png"))
     assert small.shape[1] == 32  # level 1's own image, not replaced by level 2's
+
+
+def test_lbfgs_with_restarts_checkpoints_only_exactly_and_warm_ones_can_be_turned_off(pair, real_weights, tmp_path):
+    """A run that restarts L-BFGS has exact points to checkpoint at, so it writes no warm checkpoint (batch
+    retries then give the uninterrupted run's bytes); Output(lbfgs_warm_checkpoints=False) asks the same of
+    a run that never restarts."""
+    restarting = preview(pair, real_weights, 30, overrides={"size": 48, "iterations": 30, "lbfgs_maxfun": 10},
+                         output=Output(str(tmp_path / "a.png"), save_every=3))
+    stopped = run(restarting, stop_at(25))
+    assert "resumes exactly at evaluation 20" in stopped.message
+    with np.load(tmp_path / "a.checkpoint.npz") as data:
+        assert "state_warm" not in data.files
+    exact_only = preview(pair, real_weights, 30, output=Output(str(tmp_path / "b.png"), save_every=10,
+                                                                lbfgs_warm_checkpoints=False))
+    stopped = run(exact_only, stop_at(25))
+    assert not (tmp_path / "b.checkpoint.npz").exists() and "--init-image" in stopped.message
