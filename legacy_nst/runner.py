@@ -112,8 +112,6 @@ def prepare(job):
         raise UserError(f"--style-masks need a normalised Gram (recipe {recipe.name} uses raw FᵀF, which compares "
                         "a region's sum with a whole image's): add --set gram_norm=elements")
     levels = job.levels(recipe)
-    if job.weights:
-        _check_depth(recipe, job.weights)
     paths = OutputPaths(output.path, len(levels)) if output.path else None
     resuming_own = bool(paths and job.resume and _same_file(job.resume, paths.checkpoint))
     if paths:
@@ -138,6 +136,8 @@ def prepare(job):
     for level in levels:
         check_sizes(dataclasses.replace(recipe, size=level.size), content.shape, [s.shape for s in styles],
                     scales)
+    if job.weights:  # after the images (their problems are named first), before TensorFlow is imported
+        _check_depth(recipe, job.weights)
     from .transfer import check_device  # TensorFlow: imported once the inputs are known to be good
 
     tiles = _tiles(recipe, levels, content.shape, [s.shape for s in styles], scales, masks, job.tile)
@@ -198,28 +198,31 @@ def _transparency(job, output):
 
 def _check_depth(recipe, weights_path):
     """Weights that stop short of the recipe's deepest layer, refused in a second with the flags that fit
-    them, rather than once TensorFlow and the images are loaded (12-14 s for tf-eager-blog on blocks 1-3)."""
-    from .architecture import layer_depth
+    them, rather than once TensorFlow and the weights are loaded (12-14 s for tf-eager-blog on blocks 1-3)."""
+    from .architecture import conv_layers, deepest_layer, layer_depth
 
-    present = weights.present_conv_layers(weights.resolve(recipe.network, weights_path), recipe.network)
-    deepest = present[-1]
-
-    def beyond(layers):
-        return [layer for layer in layers if layer_depth(recipe.network, layer) > layer_depth(recipe.network, deepest)]
-
-    missing = beyond(recipe.layers)
+    network = recipe.network
+    present = weights.present_conv_layers(weights.resolve(network, weights_path), network)
+    missing = [layer for layer in recipe.layers if layer not in present]
     if not missing:
         return
-    block = int(deepest[len("block")])
+
+    def paper(layer):
+        return re.sub(r"block(\d)_conv(\d)", r"conv\1_\2", layer)
+
+    block = int(present[-1][len("block")])
+    content = f"block{block}_conv2" if f"block{block}_conv2" in present else present[-1]
     flags = []
-    if beyond(recipe.content_layers):
-        flags.append(f"--content-layers conv{block}_2" if block > 1 else "--content-layers conv1_1")
-    if beyond(recipe.style_layers):
-        flags.append("--style-layers " + " ".join(f"conv{b}_1" for b in range(1, block + 1)))
-    named = ", ".join(re.sub(r"block(\d)_conv(\d)", r"conv\1_\2", layer) for layer in missing)
-    raise UserError(f"{weights_path}: its layers stop at block{block} ({deepest}) and recipe {recipe.name} reads "
-                    f"{named}: give the full {recipe.network.upper()} weights, or run on these with "
-                    f"{' '.join(flags)}")
+    if any(layer not in present for layer in recipe.content_layers):
+        flags.append(f"--content-layers {paper(content)}")
+    if any(layer not in present for layer in recipe.style_layers):
+        flags.append("--style-layers " + " ".join(paper(f"block{b}_conv1") for b in range(1, block + 1)
+                                                  if f"block{b}_conv1" in present))
+    first = conv_layers(network)[len(present)]
+    raise UserError(f"{weights_path}: has no weights for {first}, which {deepest_layer(network, missing)} needs "
+                    f"(its layers stop at {present[-1]}); recipe {recipe.name} reads "
+                    f"{', '.join(map(paper, sorted(missing, key=lambda l: layer_depth(network, l))))}: give the "
+                    f"full {network.upper()} weights, or run on these with {' '.join(flags)}")
 
 
 def _tiles(recipe, levels, content_shape, style_shapes, scales, masks, tile):
