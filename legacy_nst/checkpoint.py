@@ -55,6 +55,35 @@ class Checkpoint:
         return write_with(writer)
 
 
+class CheckpointPastBudget(UserError):
+    """A checkpoint that has already spent more evaluations than the run's budget: resuming it would present
+    an older, longer run as this one (batch catches it and redoes the job from the start)."""
+
+
+def check_budget(path, checkpoint, recipe):
+    """Refuse a checkpoint past `recipe`'s budget (the recipe at the checkpoint's level, with its budget)."""
+    state = checkpoint.state
+    if recipe.optimizer == "lbfgs" and recipe.lbfgs_call_overshoot:  # seed 003 counts its calls, not evaluations
+        done, budget, unit, enough = (state["iteration"], recipe.restarts, "L-BFGS calls",
+                                      state["iteration"] * recipe.lbfgs_maxfun)
+    else:
+        done, budget, unit, enough = state["evaluations"], recipe.iterations, "evaluations", state["evaluations"]
+    if done > budget:
+        raise CheckpointPastBudget(f"--resume {path}: the checkpoint has already run {done} {unit}, more than "
+                                   f"this run's budget of {budget}; give --iterations {enough} or more to "
+                                   "continue it, or run without --resume to start afresh")
+
+
+def resume_kind(state, future=False):
+    """How a run goes on from an optimiser state: exactly, or (inside an L-BFGS call) as a warm restart."""
+    at = f"at evaluation {int(state['evaluations'])}"
+    if int(state.get("warm", 0)):
+        verb = "resumes" if future else "resumed"
+        return (f"{verb} {at} as a warm restart of L-BFGS from the last iterate it accepted: scipy keeps its "
+                "curvature memory inside a call, so that memory starts afresh")
+    return f"{'resumes' if future else 'resumed'} exactly {at}"
+
+
 def _refuse(path, what):
     return UserError(f"--resume {path}: not a readable legacy-nst checkpoint ({what})")
 

@@ -16,6 +16,7 @@ from . import commands, recipes
 from .commands import COMMANDS
 from .errors import UserError, WriteError
 from .job import Job, Level, Output, Style
+from .other_tools import HINTS, gpu_hint, jcjohnson_hint
 
 PROG = "legacy-nst"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 130, 143
@@ -26,24 +27,6 @@ DEVICES = ("auto", "cpu", "gpu")
 FLAG_FIELDS = ("network", "pooling", "size", "iterations", "content_layers", "style_layers",
                "style_layer_weights", "content_weight", "style_weight", "tv_weight", "init", "optimizer",
                "learning_rate", "lbfgs_memory", "init_noise_blend")
-# flags people bring from jcjohnson/neural-style and anishathalye/neural-style, and what to type here
-HINTS = {
-    "--original_colors": "keep the photo's colours with --preserve-colors post (or --original-colors)",
-    "--style-scales": "use --style-scale S [S ...] (one value, or one per style)",
-    "--style_scale": "use --style-scale S [S ...]", "--style_mask": "use --style-masks PATH [PATH ...]",
-    "--initial-noiseblend": "use --init-noise-blend F", "--normalize_gradients": "use --normalize-gradients",
-    "--lbfgs_num_correction": "use --lbfgs-memory N", "--preserve-colours": "use --preserve-colors MODE",
-    "--width": "use --size N (the long side in pixels; the recipe's own rule, see --show-recipe)",
-    "--image-size": "use --size N", "--image_size": "use --size N",
-    "--num-iterations": "use --iterations N (loss+gradient evaluations)",
-    "--num_iterations": "use --iterations N (loss+gradient evaluations)",
-    "--print-iterations": "use --print-every N", "--print_iter": "use --print-every N",
-    "--checkpoint-iterations": "use --save-every N", "--save_iter": "use --save-every N",
-    "--style_image": "use --style PATH", "--content_image": "use --content PATH",
-    "--styles": "use --style PATH [PATH ...]", "--output_image": "use --output PATH",
-    "--gpu": "use --device gpu (or cpu)", "--backend": "TensorFlow is the only backend; use --device",
-    "--initial": "use --init-image PATH", "--init_image": "use --init-image PATH",
-}
 FLAG_ALIASES = {"--print-iter": "--print-every", "--save-iter": "--save-every"}
 
 
@@ -107,6 +90,25 @@ def _grid(text):
     return rows, cols
 
 
+def _network(text):
+    """vgg16 or vgg19; a file name here is a weight file given to the wrong flag (jcjohnson's -model_file)."""
+    if text in ("vgg16", "vgg19"):
+        return text
+    if "." in text or "/" in text:
+        raise argparse.ArgumentTypeError(f"{text!r} is a file, not a network: give the weight file with --weights "
+                                         f"{text} (a Keras .h5 or .npz; --network is vgg16 or vgg19)")
+    raise argparse.ArgumentTypeError(f"{text!r}: choose vgg16 or vgg19")
+
+
+def _foreign_flags(argv):
+    """A one-line hint for a command line written for another tool, or None."""
+    hint = jcjohnson_hint(argv, PROG)
+    if hint is None and "--gpu" in argv:
+        at = argv.index("--gpu")
+        hint = gpu_hint(argv[at + 1] if at + 1 < len(argv) else "0")
+    return hint
+
+
 def _init(text):
     return "noise" if text == "random" else text  # jcjohnson's -init random
 
@@ -120,8 +122,9 @@ def build_parser():
                             + f" ({PROG} NAME --help).",
                 epilog="Weights are looked for as: --weights PATH; $LEGACY_NST_WEIGHTS_DIR; the project's "
                        "weights/; ~/.keras/models/; otherwise downloaded into weights/ (md5-checked).\n"
-                       "Outputs next to --output STEM.EXT: STEM_losses.csv and STEM.json (every run), "
-                       "STEM_grid.png, STEM_at_iteration_N.EXT, STEM_at_restart_N.EXT and "
+                       "Outputs next to --output STEM.EXT: STEM_losses.csv, STEM_losses.png (its plot) and "
+                       "STEM.json (every run), STEM_grid.png, STEM_at_evaluation_N.EXT (with --scales: "
+                       "STEM_levelL_at_evaluation_N.EXT), STEM_at_restart_N.EXT, STEM_scaleS.EXT and "
                        "STEM.checkpoint.npz (when saving), STEM.partial.EXT (a stopped run's best image).\n"
                        "Exit codes: 0 done, 1 non-finite loss, unwritable file or internal error, "
                        "2 bad input, 130 interrupted, 143 terminated.")
@@ -148,7 +151,10 @@ def build_parser():
     out.add_argument("--print-every", "--print-iter", type=_count, metavar="N",
                      help="print the losses every N evaluations (default: the recipe source's; 0 never)")
     out.add_argument("--save-every", "--save-iter", type=_count, metavar="N",
-                     help="save the image every N evaluations, with a checkpoint for --resume (0 never)")
+                     help="save the image and a checkpoint for --resume every N evaluations (0 never); the "
+                          "resume is exact after an Adam or descent step (L-BFGS with restarts: at each "
+                          "restart), and in an L-BFGS run that never restarts a warm restart from its last "
+                          "accepted iterate")
     out.add_argument("--grid", type=_grid, metavar="ROWS,COLS",
                      help="save STEM_grid.png of ROWS × COLS evenly spaced intermediate images")
     out.add_argument("--quiet", action="store_true", help="no progress bar or loss lines")
@@ -164,7 +170,7 @@ def build_parser():
                      help="override any recipe field (see --show-recipe), e.g. --set lbfgs_maxfun=50")
     net = p.add_argument_group("network")
     net.add_argument("--weights", metavar="PATH", help="VGG weight file (.h5 in Keras layout, or .npz)")
-    net.add_argument("--network", choices=("vgg16", "vgg19"), help="which VGG")
+    net.add_argument("--network", type=_network, metavar="{vgg16,vgg19}", help="which VGG (a weight file: --weights)")
     net.add_argument("--pooling", choices=("max", "avg"), help="pooling between blocks")
     net.add_argument("--normalise-on", metavar="PATH", nargs="+",
                      help="rescale the VGG so every filter's mean activation over these images is 1, as the paper "
@@ -200,7 +206,9 @@ def build_parser():
     opt.add_argument("--init", type=_init, choices=recipes.INITS,
                      help="start from the content, noise (or 'random') or the style")
     opt.add_argument("--seed", type=int, default=0, help="seed for noise inits (default 0)")
-    opt.add_argument("--resume", metavar="CHECKPOINT", help="continue a run from its STEM.checkpoint.npz")
+    opt.add_argument("--resume", metavar="CHECKPOINT",
+                     help="continue a run from its STEM.checkpoint.npz (the same flags; --iterations may grow, "
+                          "a checkpoint past it is refused)")
     scale = p.add_argument_group("scale")
     scale.add_argument("--size", type=positive_int, metavar="N",
                        help="image size in pixels: the long side (or the recipe's own rule, see --show-recipe)")
@@ -347,6 +355,10 @@ def main(argv=None):
         if hasattr(stream, "reconfigure"):  # not a crash after the work is done (PYTHONIOENCODING=ascii)
             stream.reconfigure(errors="backslashreplace")
     argv = [FLAG_ALIASES.get(a, a) for a in (sys.argv[1:] if argv is None else argv)]
+    hint = None if argv and argv[0] in COMMANDS else _foreign_flags(argv)
+    if hint:
+        print(f"{PROG}: error: {hint}", file=sys.stderr)
+        return EXIT_USAGE
     args, command = _command(argv)
     try:
         return command(args)

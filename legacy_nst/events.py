@@ -20,6 +20,7 @@ class LevelStarted:
     term_weights: dict
     tile: int | None = None  # px: evaluated in tiles of at most this size (tiling.py), None: in one graph
     tiled_because: str = ""  # why (asked for, or what the untiled run would need against what is available)
+    resumed: str = ""  # resumed from a checkpoint: how (checkpoint.resume_kind), else ""
 
 
 @dataclass(frozen=True)
@@ -63,10 +64,17 @@ class Saved:
     path: str
 
 
+@dataclass(frozen=True)
+class Notice:
+    """Something the run changed on the way in that a person should know (a transparent input, ...)."""
+
+    text: str
+
+
 STOP_REASONS = ("finished", "interrupted", "terminated", "non-finite", "write-failed")
 
 
-@dataclass
+@dataclass(repr=False)
 class Result:
     """What a run returns. `image` is the recipe's result (best or last), None if nothing was measured."""
 
@@ -85,3 +93,8 @@ class Result:
     @property
     def finished(self):
         return self.stopped == "finished"
+
+    def __repr__(self):  # a summary: the history (thousands of rows) is in .history
+        final = f", final loss {self.history[-1]['total']:.4g}" if self.history else ""
+        return (f"<Result {getattr(self.recipe, 'name', self.recipe)}: {self.stopped}, {len(self.history)} "
+                f"evaluations{final}, {self.seconds:.1f} s, files {sorted(self.files)}>")

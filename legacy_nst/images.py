@@ -77,6 +77,23 @@ def load_image(path):
     return np.asarray(rgb, dtype=np.float32)
 
 
+ALPHA_FORMATS = ("PNG", "WEBP", "TIFF")  # where a result can carry the content's transparency
+
+
+def transparency(path):
+    """The alpha channel (H, W) float32 0..1 of an image file with transparent pixels, else None (load_image
+    has flattened those pixels onto white: this says that it did, and lets the result get its alpha back)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with Image.open(path) as img:
+            img.seek(0)
+            img = ImageOps.exif_transpose(img)
+            if img.mode not in ("RGBA", "LA", "PA", "RGBa", "La") and "transparency" not in img.info:
+                return None
+            alpha = np.asarray(img.convert("RGBA"), np.float32)[..., 3] / 255.0
+    return alpha if alpha.min() < 1.0 else None
+
+
 def target_shape(shape, size, mode):
     """(H, W) after sizing: `long-side` keeps the aspect ratio (rounded, as seed 000), `height` sets rows
     and scales cols with int() (the Keras example), `square` is size x size (seed 002), `native` keeps it,
@@ -156,10 +173,15 @@ def _round_trip_size(fmt):
         return None
 
 
-def write_image_file(image, path, fmt):
+def write_image_file(image, path, fmt, alpha=None):
     """Write RGB (uint8 as it is, floats clipped and rounded) to `path` as `fmt` (not atomic: see
-    save_image, OutputPaths)."""
-    Image.fromarray(to_uint8(image), "RGB").save(path, format=fmt)
+    save_image, OutputPaths); `alpha` (H, W) 0..1, for a format in ALPHA_FORMATS, makes it RGBA."""
+    rgb = to_uint8(image)
+    if alpha is None:
+        Image.fromarray(rgb, "RGB").save(path, format=fmt)
+        return
+    a = np.round(np.clip(alpha, 0.0, 1.0) * 255.0).astype(np.uint8)[..., None]
+    Image.fromarray(np.concatenate([rgb, a], axis=-1), "RGBA").save(path, format=fmt)
 
 
 def save_image(image, path):

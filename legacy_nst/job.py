@@ -78,6 +78,9 @@ class Output:
     save_every: int | None = None  # evaluations between snapshots (+ a checkpoint where resumable); 0 never
     save_restarts: bool | None = None  # L-BFGS: snapshot and checkpoint after every restart (seed 003)
     grid: tuple | None = None  # (rows, cols) of evenly spaced snapshots in STEM_grid.png; () none
+    # save_every inside an L-BFGS run that never restarts: a checkpoint whose resume is a warm restart (its
+    # result differs from an uninterrupted run's); False keeps only exact ones (the run's end)
+    lbfgs_warm_checkpoints: bool = True
 
     def settled(self, recipe_name):
         """A copy with every None replaced by the source's default (or: print every 10, save never)."""

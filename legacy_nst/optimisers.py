@@ -62,18 +62,29 @@ class GraphEvaluation:
         return self.session.run(self.objective.terms, {self.image: image[None]})
 
 
+class BudgetSpent(Exception):
+    """The Evaluator was asked for one evaluation more than the budget allows: the driver stops scipy here."""
+
+
 class Evaluator:
-    """Loss and gradient from ONE evaluation; scipy asks for them separately, so the gradient is cached."""
+    """Loss and gradient from ONE evaluation; scipy asks for them separately, so the gradient is cached.
+
+    `limit`: the evaluation count (`runs`) the current call may reach; asked for one more, it raises
+    BudgetSpent instead of evaluating (scipy itself checks `nfev > maxfun` only at the end of an iteration,
+    so a call with maxfun=N makes N + 1 or more)."""
 
     def __init__(self, evaluation, shape):
         self.evaluation, self.shape = evaluation, shape
         self.adjust = None  # fixed adaptive factors for the current restart (None: the objective's default)
         self.runs = 0
+        self.limit = None
         self.iteration = 0
         self.on_evaluation = None  # called with a Measurement after every run
         self._x = self._grad = None
 
     def evaluate(self, x):
+        if self.limit is not None and self.runs >= self.limit:
+            raise BudgetSpent()
         image = np.asarray(x, np.float32).reshape(self.shape)
         total, terms, adjust, grad = self.evaluation.evaluate(image, self.adjust)
         self.runs += 1
@@ -116,7 +127,13 @@ class _FedImage:
 
 
 class LBFGS(_FedImage):
-    """fmin_l_bfgs_b restarted until the evaluation budget is spent, `lbfgs_maxfun` each (seed 003's loop)."""
+    """fmin_l_bfgs_b restarted until the evaluation budget is spent, `lbfgs_maxfun` each (seed 003's loop).
+
+    Each call makes exactly its share of the budget (the Evaluator's limit), ending on the last iterate
+    scipy accepted; with `lbfgs_call_overshoot` (seed 003) each call runs on to scipy's own stop, the end of
+    the first iteration past maxfun, as the source's calls did. `state()` between two restarts resumes
+    exactly; in the middle of a call it holds the last accepted iterate (`warm` = 1): scipy keeps its
+    curvature pairs inside the call, so a resume from there is a warm restart of L-BFGS from that image."""
 
     name = "lbfgs"
 
@@ -127,6 +144,12 @@ class LBFGS(_FedImage):
     def _adjust(self, x):
         return 1.0 / (self.evaluation.terms(x.astype(np.float32)) + ADAPTIVE_EPS)
 
+    def state(self):
+        state = dict(self._state)
+        if state.get("warm"):  # evaluations spent since the accepted iterate count against the budget
+            state["evaluations"] = self.evaluator.runs
+        return state
+
     def run(self, on_evaluation, on_iteration, state=None):
         recipe = self.recipe
         self._state = dict(state or self._state)
@@ -136,23 +159,36 @@ class LBFGS(_FedImage):
         # scipy converts a list of pairs to arrays itself; one array pair per side is built once here
         bounds = [(0.0, 255.0)] * x.size if recipe.lbfgs_bounds else None
         tolerances = {} if recipe.lbfgs_stop_early else {"factr": 0.0, "pgtol": 0.0}
-        per_call = recipe.lbfgs_maxfun or recipe.iterations
         # scipy's L-BFGS-B does its O(n·m) bookkeeping in many small BLAS calls; OpenBLAS spreads each over
         # all cores and waits for them, which cost 250 ms per evaluation at 320 × 240 × 3 (m = 10) against
         # 43 ms on one thread (bench/lbfgs_overhead.py). TensorFlow's own thread pools are not BLAS's.
         with threadpool_limits(limits=1, user_api="blas"):
-            self._restarts(on_iteration, x, bounds, tolerances, per_call)
+            self._restarts(on_iteration, x, bounds, tolerances)
 
-    def _restarts(self, on_iteration, x, bounds, tolerances, per_call):
+    def _restarts(self, on_iteration, x, bounds, tolerances):
         recipe = self.recipe
+        per_call = recipe.lbfgs_maxfun or recipe.iterations
         for restart in range(int(self._state["iteration"]), recipe.restarts):
             if recipe.adaptive_weights:  # a fixed objective for the whole restart
                 self.evaluator.adjust = self._adjust(x)
             self.evaluator.iteration = restart
-            maxfun = min(per_call, recipe.iterations - restart * per_call)
-            x_flat, _, _ = fmin_l_bfgs_b(self.evaluator.loss, x.ravel(), fprime=self.evaluator.grads,
-                                         m=recipe.lbfgs_memory, maxfun=maxfun, bounds=bounds, **tolerances)
-            x = x_flat.reshape(x.shape)
+            # a resume inside a call spends what is left of that call's share
+            start = int(self._state.get("call_start", self.evaluator.runs))
+            maxfun = min(per_call, recipe.iterations - restart * per_call) - (self.evaluator.runs - start)
+            self.evaluator.limit = None if recipe.lbfgs_call_overshoot else self.evaluator.runs + maxfun
+
+            def accepted(xk, restart=restart, start=start):
+                self._state = {"iteration": restart, "evaluations": self.evaluator.runs,
+                               "image": np.array(xk, np.float64).reshape(x.shape), "call_start": start, "warm": 1}
+
+            accepted(x)  # until scipy accepts a step, the call's start is its last accepted iterate
+            try:
+                x_flat, _, _ = fmin_l_bfgs_b(self.evaluator.loss, x.ravel(), fprime=self.evaluator.grads,
+                                             m=recipe.lbfgs_memory, maxfun=max(1, maxfun), bounds=bounds,
+                                             callback=accepted, **tolerances)
+                x = x_flat.reshape(x.shape)
+            except BudgetSpent:  # the budget ends inside a line search: the last accepted iterate stands
+                x = self._state["image"]
             self._state = {"iteration": restart + 1, "evaluations": self.evaluator.runs, "image": x}
             on_iteration(restart, self.evaluator.runs, x.astype(np.float32))
 

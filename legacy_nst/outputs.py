@@ -1,8 +1,10 @@
 """The names a run writes, derived from the result's path; checked and claimed before any heavy work.
 
 Beside `--output DIR/STEM.EXT`: STEM_losses.csv and STEM_losses.png (the loss log and plot), STEM.json (the
-settings), STEM_grid.png, STEM_at_iteration_N.EXT (every N evaluations), STEM_at_restart_N.EXT (after
-L-BFGS restart N), STEM_scaleS.EXT (each finished level), STEM.checkpoint.npz, STEM.partial.EXT (an
+settings), STEM_grid.png, STEM_at_evaluation_N.EXT (every N evaluations), STEM_at_restart_N.EXT (after
+L-BFGS restart N), STEM_scaleS.EXT (each finished level; in a multi-scale run the numbered snapshots of
+level L are STEM_levelL_at_evaluation_N.EXT and STEM_levelL_at_restart_N.EXT, since each level counts
+from 1 and would otherwise replace the previous level's files), STEM.checkpoint.npz, STEM.partial.EXT (an
 interrupted or failed run's best image, never under the final name), and .STEM.EXT.lock while it runs.
 
 A run claims its names with the lock file (created exclusively; a second run with the same output is
@@ -28,8 +30,9 @@ def _pid_alive(pid):
 
 
 class OutputPaths:
-    def __init__(self, result):
+    def __init__(self, result, levels=1):
         self.result = str(result)
+        self.levels = levels  # levels of the schedule: more than one puts the level in snapshot names
         self.stem, self.ext = os.path.splitext(self.result)
         self.directory = os.path.dirname(os.path.abspath(self.result))
         self.log = f"{self.stem}_losses.csv"
@@ -45,16 +48,21 @@ class OutputPaths:
     def scale(self, size):
         return f"{self.stem}_scale{size}{self.ext}"
 
-    def snapshot(self, evaluations):
-        return f"{self.stem}_at_iteration_{evaluations}{self.ext}"
+    def _numbered(self, level):
+        return f"{self.stem}_level{level + 1}" if self.levels > 1 else self.stem
 
-    def restart(self, index):
-        return f"{self.stem}_at_restart_{index}{self.ext}"
+    def snapshot(self, evaluations, level=0):
+        """After `evaluations` evaluations of level `level` (0-based)."""
+        return f"{self._numbered(level)}_at_evaluation_{evaluations}{self.ext}"
+
+    def restart(self, index, level=0):
+        return f"{self._numbered(level)}_at_restart_{index}{self.ext}"
 
     def _series(self):
         """Glob patterns of the numbered files (never enumerated: a budget may be a billion evaluations)."""
         return [glob.escape(self.stem) + suffix for suffix in
-                (f"_at_iteration_*{self.ext}", f"_at_restart_*{self.ext}", f"_scale*{self.ext}")]
+                (f"_at_evaluation_*{self.ext}", f"_at_restart_*{self.ext}", f"_scale*{self.ext}",
+                 f"_level*_at_*{self.ext}")]
 
     def check(self, inputs, overwrite, resuming_own, series=None):
         """Everything about the names, before any heavy work (UserError otherwise). `series` maps the
@@ -89,7 +97,9 @@ class OutputPaths:
             name_max = 255
         names = [self.result, self.log, self.plot, self.settings, self.grid, self.checkpoint, self.partial,
                  self.lock]
-        names += [getattr(self, kind)("9" * len(str(largest))) for kind, largest in series.items()]
+        names += [getattr(self, kind)("9" * len(str(largest))) for kind, largest in series.items() if kind == "scale"]
+        names += [getattr(self, kind)("9" * len(str(largest)), self.levels - 1) for kind, largest in series.items()
+                  if kind != "scale"]
         names += [temp_name(p) for p in names]  # the temporary names they are written under first
         longest = max(names, key=lambda p: len(os.path.basename(p).encode()))
         if len(os.path.basename(longest).encode()) > name_max:
@@ -141,9 +151,9 @@ class OutputPaths:
         self._replaceable.add(path)
         return path
 
-    def write_image(self, path, image):
+    def write_image(self, path, image, alpha=None):
         fmt = images.check_output_extension(path)
-        return self._write(path, lambda tmp: images.write_image_file(image, tmp, fmt))
+        return self._write(path, lambda tmp: images.write_image_file(image, tmp, fmt, alpha))
 
     def write_text(self, path, text):
         return self._write(path, lambda tmp: _write_text_file(tmp, text))

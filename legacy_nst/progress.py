@@ -5,7 +5,7 @@ import time
 
 from tqdm import tqdm
 
-from .events import Evaluation, LevelFinished, LevelStarted, Saved
+from .events import Evaluation, LevelFinished, LevelStarted, Notice, Saved
 
 
 def loss_line(event, budget):
@@ -40,6 +40,8 @@ class Console:
             if event.levels > 1:
                 self.say(f"level {event.level + 1}/{event.levels}: {event.shape[1]}×{event.shape[0]} px, "
                          f"{event.iterations} evaluations")
+            if event.resumed:
+                self.say(event.resumed)
             if event.tile is not None:
                 self.say(f"{event.shape[1]}×{event.shape[0]} px in {event.tile} px tiles, exact "
                          f"(tiling.py; {event.tiled_because})")
@@ -52,12 +54,14 @@ class Console:
             if self.bar is not None:
                 self.bar.close()
                 self.bar = None
+        elif isinstance(event, Notice):  # said even with --quiet: the input was changed on the way in
+            print(f"note: {event.text}", file=self.stream, flush=True)
         elif isinstance(event, Saved) and event.kind in ("scale", "snapshot", "checkpoint"):
             self.say(f"saved {event.path}")
 
     def _evaluation(self, event):
         if self.bar is not None:
-            if event.evaluations > self.bar.total:  # L-BFGS may finish its last line search past the budget
+            if event.evaluations > self.bar.total:  # seed 003's L-BFGS calls run past maxfun (lbfgs_call_overshoot)
                 self.bar.total = event.evaluations
             self.bar.update(event.evaluations - self.bar.n)
             self.bar.set_postfix_str(f"total {event.total:.4g}", refresh=False)

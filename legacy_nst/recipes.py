@@ -97,6 +97,7 @@ class Recipe:
     deprocess_channel_slip: bool = False  # seed 004: means added after the BGR→RGB flip: R −19.74, B +19.74
     pixel_scale: float = 255.0  # 0..1 images × this before the mean is subtracted; jcjohnson's preprocess: 256
     tv_in_loss: bool = True  # jcjohnson: TVLoss has a gradient but no loss; the printed total leaves it out
+    lbfgs_call_overshoot: bool = False  # seed 003: fmin_l_bfgs_b(maxfun=N) runs to scipy's stop, N + 1 or more
 
     def check(self):
         """A validated copy with layer names in Keras form; every problem is a UserError naming the field."""
@@ -226,14 +227,15 @@ RECIPES = {r.name: r for r in (
                "multiplied by style_weight again (style_weight_twice: 2² here). TV on the cropped (rows−1) × "
                "(cols−1) grid, ^1.25. The post's code uses weights and a count it does not show; the "
                "article's linked code (maurock/neural_transfer_style main.py) sets content 5, style 2, TV 1, "
-               "20 outer iterations of fmin_l_bfgs_b(maxfun=15): iterations 300 = 20 restarts × 15 (scipy "
-               "ends each call at the first iteration past maxfun, so a restart runs 16 or more). "
+               "20 outer iterations of fmin_l_bfgs_b(maxfun=15): iterations 300 = 20 restarts × 15, but scipy "
+               "ends each call at the first iteration past maxfun, so a restart runs 16 or more and the "
+               "source's 20 calls about 320 (lbfgs_call_overshoot; --corrected: exactly 15 each). "
                "deprocess_image casts with astype('uint8') (save_cast).",
         size=400, size_mode="height", style_sizing="match-content", resample="nearest",
         content_layers=("block5_conv2",), content_form="sum", gram_norm="raw", style_form="sum",
         style_norm="image", tv_form="keras", content_weight=5.0, style_weight=2.0, tv_weight=1.0,
         style_weight_twice=True, optimizer="lbfgs", iterations=300, lbfgs_maxfun=15, init="content",
-        save_cast="truncate"),
+        save_cast="truncate", lbfgs_call_overshoot=True),
     Recipe(
         name="keras-gd-noise",
         source="seed 004: Spanish post, Keras VGG19, normalised gradient descent from white noise",
@@ -322,7 +324,8 @@ def suggest(name, choices):
 
 
 QUIRK_FIELDS = ("best_image_after_update", "grid_after_update", "grid_float_interval", "adaptive_weights_lag",
-                "style_norm_size", "save_cast", "deprocess_channel_slip", "pixel_scale", "tv_in_loss")
+                "style_norm_size", "save_cast", "deprocess_channel_slip", "pixel_scale", "tv_in_loss",
+                "lbfgs_call_overshoot")
 
 
 def corrected(recipe):

@@ -3,7 +3,7 @@
 No server, no JavaScript, nothing fetched: the CSS is inline, the loss sparklines are inline SVG drawn here,
 images are linked by paths relative to DIR. What is found, at most MAX_DEPTH folders below DIR:
   run         STEM_losses.csv, with STEM.<image ext> (or STEM.partial.<ext>), STEM.json (settings),
-              STEM_losses.png, STEM_grid.png, STEM_scaleN.<ext>, STEM_at_iteration_N.<ext> when present;
+              STEM_losses.png, STEM_grid.png, STEM_scaleN.<ext>, STEM_at_evaluation_N.<ext> when present;
   figure      a folder with sheet.png and cells.csv;
   comparison  a folder with comparison.png and metrics.json.
 The page opens with a gallery (figures as their sheets, sweeps as a grid over their swept keys, the other
@@ -333,7 +333,7 @@ class _Page:
         settings = (self._guarded(base + ".json", lambda: self._json(base + ".json", folder))
                     if stem + ".json" in names else "")
         extras = [(f"{stem}_losses.png", "loss plot"), (f"{stem}_grid.png", "grid")]
-        pattern = re.compile(re.escape(stem) + r"_(scale|at_iteration_|at_evaluation_)(\d+)(\.[A-Za-z]+)$")
+        pattern = re.compile(re.escape(stem) + r"_(scale|at_evaluation_)(\d+)(\.[A-Za-z]+)$")
         steps = sorted((int(m[2]), m[1], m[0]) for m in map(pattern.match, names)
                        if m and m[3].lower() in IMAGE_EXTENSIONS)
         extras += [(name, f"{'scale' if kind == 'scale' else 'evaluation'} {n}") for n, kind, name in steps]

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import signal
 import time
 
@@ -20,7 +21,7 @@ import numpy as np
 from . import checkpoint as checkpoints
 from . import colour, images, interrupts, memory, plots, weights
 from .errors import UserError, WriteError
-from .events import Evaluation, IterationFinished, LevelFinished, LevelStarted, Result, Saved
+from .events import Evaluation, IterationFinished, LevelFinished, LevelStarted, Notice, Result, Saved
 from .history import Tracker, history_row, log_text
 from .recipes import term_weights
 from .outputs import OutputPaths
@@ -59,6 +60,8 @@ class Plan:
     style_scales: list
     masks: list | None  # one (H, W) mask (or None) per style at the content's size, None without masks
     tiles: tuple  # per level: None (one graph), or (tile px, why) for tiling.TiledObjective
+    notes: tuple = ()  # what the run says before it starts (events.Notice): inputs changed on the way in
+    alpha: np.ndarray | None = None  # the content file's transparency (H, W, 0..1), put back on the result
 
 
 def _load_image(image, what):
@@ -109,7 +112,7 @@ def prepare(job):
         raise UserError(f"--style-masks need a normalised Gram (recipe {recipe.name} uses raw FᵀF, which compares "
                         "a region's sum with a whole image's): add --set gram_norm=elements")
     levels = job.levels(recipe)
-    paths = OutputPaths(output.path) if output.path else None
+    paths = OutputPaths(output.path, len(levels)) if output.path else None
     resuming_own = bool(paths and job.resume and _same_file(job.resume, paths.checkpoint))
     if paths:
         series = {}
@@ -121,6 +124,7 @@ def prepare(job):
             series["scale"] = max(level.size for level in levels)
         paths.check(_paths_of(job), output.overwrite, resuming_own, series)
     content, styles = _inputs(job, [level.size for level in levels])
+    notes, alpha = _transparency(job, output)
     masks = [_load_mask(s.mask, content.shape[:2]) for s in job.styles] if masked else None
     init_image = None if job.init_image is None else _load_image(job.init_image, "init")
     original_content = content
@@ -132,6 +136,8 @@ def prepare(job):
     for level in levels:
         check_sizes(dataclasses.replace(recipe, size=level.size), content.shape, [s.shape for s in styles],
                     scales)
+    if job.weights:  # after the images (their problems are named first), before TensorFlow is imported
+        _check_depth(recipe, job.weights)
     from .runtime import fix_threads
     from .transfer import check_device  # TensorFlow: imported once the inputs are known to be good
 
@@ -143,6 +149,9 @@ def prepare(job):
     if resume is not None and not 0 <= resume.level < len(levels):
         raise UserError(f"--resume {job.resume}: made for level {resume.level + 1} of a schedule, "
                         f"this run has {len(levels)}; give the same --scales")
+    if resume is not None:
+        checkpoints.check_budget(job.resume, resume, dataclasses.replace(recipe,
+                                                                         iterations=levels[resume.level].iterations))
     inputs = checkpoints.fingerprint(recipe, content, styles, blend, init_image, job.seed,
                                      [level.size for level in levels],
                                      {"preserve_colors": job.preserve_colors, "style_scales": scales,
@@ -165,7 +174,58 @@ def prepare(job):
     if resume is not None:
         checkpoints.check_matches(job.resume, resume, fingerprint, shape)
     return Plan(job, recipe, output, paths, content, styles, blend, init_image, levels, params, fingerprint,
-                resume, original_content, scales, masks, tiles)
+                resume, original_content, scales, masks, tiles, tuple(notes), alpha)
+
+
+def _transparency(job, output):
+    """(notes, the content's alpha or None): transparent pixels are optimised as they look on white
+    (images.load_image); said once, and the content's alpha goes back on a result that can hold it."""
+    notes, alpha = [], None
+    inputs = [("content", job.content)] + [("style", s.image) for s in job.styles]
+    for what, image in inputs:
+        if image is None or isinstance(image, np.ndarray):
+            continue
+        found = images.transparency(str(image))
+        if found is None:
+            continue
+        if what == "style":
+            notes.append(f"{image} has transparent pixels: the style is taken as it looks on white")
+            continue
+        keeps = bool(output.path) and images.check_output_extension(output.path) in images.ALPHA_FORMATS
+        alpha = found if keeps else None
+        notes.append(f"{image} has transparent pixels: the run sees them on white; "
+                     + ("the result gets the content's transparency back" if keeps else
+                        "the result has none (write a .png to keep it)"))
+    return notes, alpha
+
+
+def _check_depth(recipe, weights_path):
+    """Weights that stop short of the recipe's deepest layer, refused in a second with the flags that fit
+    them, rather than once TensorFlow and the weights are loaded (12-14 s for tf-eager-blog on blocks 1-3)."""
+    from .architecture import conv_layers, deepest_layer, layer_depth
+
+    network = recipe.network
+    present = weights.present_conv_layers(weights.resolve(network, weights_path), network)
+    missing = [layer for layer in recipe.layers if layer not in present]
+    if not missing:
+        return
+
+    def paper(layer):
+        return re.sub(r"block(\d)_conv(\d)", r"conv\1_\2", layer)
+
+    block = int(present[-1][len("block")])
+    content = f"block{block}_conv2" if f"block{block}_conv2" in present else present[-1]
+    flags = []
+    if any(layer not in present for layer in recipe.content_layers):
+        flags.append(f"--content-layers {paper(content)}")
+    if any(layer not in present for layer in recipe.style_layers):
+        flags.append("--style-layers " + " ".join(paper(f"block{b}_conv1") for b in range(1, block + 1)
+                                                  if f"block{b}_conv1" in present))
+    first = conv_layers(network)[len(present)]
+    raise UserError(f"{weights_path}: has no weights for {first}, which {deepest_layer(network, missing)} needs "
+                    f"(its layers stop at {present[-1]}); recipe {recipe.name} reads "
+                    f"{', '.join(map(paper, sorted(missing, key=lambda l: layer_depth(network, l))))}: give the "
+                    f"full {network.upper()} weights, or run on these with {' '.join(flags)}")
 
 
 def _tiles(recipe, levels, content_shape, style_shapes, scales, masks, tile):
@@ -257,6 +317,7 @@ class _Execution:
         self.evaluations = 0
         self.term_names = resume.term_names if resume else ()
         self.term_weights = term_weights(plan.recipe)
+        self.checkpoint_state = None  # the optimiser state of the last checkpoint this run wrote
 
     def _saved(self, kind, path):
         self.files[kind] = path
@@ -280,11 +341,18 @@ class _Execution:
         return images.to_uint8(self._present(image), recipe.save_cast, recipe.deprocess_channel_slip)
 
     def _write_image(self, kind, path, image):
-        self._saved(kind, self.plan.paths.write_image(path, self._encoded(image)))
+        alpha = self.plan.alpha
+        if alpha is not None and kind in ("result", "partial"):
+            alpha = images.resize_mask(alpha, image.shape[:2])
+        else:
+            alpha = None
+        self._saved(kind, self.plan.paths.write_image(path, self._encoded(image), alpha))
 
     def run(self):
         plan, start = self.plan, time.perf_counter()
         self.start = start
+        for note in plan.notes:
+            self.emit(Notice(note))
         stopped, message = "finished", ""
         try:
             for k, level in enumerate(plan.levels):
@@ -354,7 +422,13 @@ class _Execution:
             self.term_names = transfer.term_names
             self.term_weights = weights_ = transfer.term_weights
             self.emit(LevelStarted(k, len(plan.levels), content.shape[:2], recipe.iterations,
-                                   transfer.term_names, dict(weights_), tile, why))
+                                   transfer.term_names, dict(weights_), tile, why,
+                                   "" if state is None else checkpoints.resume_kind(state)))
+
+            # L-BFGS with restarts checkpoints exactly at each one; only a run that never restarts (preview,
+            # gatys2016) needs the warm kind, whose resume is not the uninterrupted run number for number
+            warm_checkpoints = (recipe.optimizer == "lbfgs" and recipe.restarts == 1
+                                and output.lbfgs_warm_checkpoints)
 
             def on_evaluation(m):
                 interrupts.check()  # a signal whose exception was dropped where it landed stops the run here
@@ -370,7 +444,9 @@ class _Execution:
                                      "lower the weights or the learning rate")
                 self.emit(event)
                 if plan.paths and output.save_every and m.evaluations % output.save_every == 0:
-                    self._write_image("snapshot", plan.paths.snapshot(m.evaluations), m.image)
+                    self._write_image("snapshot", plan.paths.snapshot(m.evaluations, k), m.image)
+                    if warm_checkpoints:  # inside the one L-BFGS call: a warm checkpoint (optimisers.LBFGS)
+                        self._checkpoint(k, transfer)
 
             def on_iteration(iteration, evaluations, image):
                 event = IterationFinished(k, iteration, evaluations, image)
@@ -380,7 +456,7 @@ class _Execution:
                     return
                 lbfgs = recipe.optimizer == "lbfgs"
                 if lbfgs and output.save_restarts:
-                    self._write_image("snapshot", plan.paths.restart(iteration), image)
+                    self._write_image("snapshot", plan.paths.restart(iteration, k), image)
                 due = (output.save_every and (lbfgs or evaluations % output.save_every == 0)) or (
                     lbfgs and output.save_restarts)
                 if due:
@@ -397,7 +473,8 @@ class _Execution:
 
     def _checkpoint(self, level, transfer):
         meta, arrays = self.tracker.state()
-        ckpt = checkpoints.Checkpoint(self.plan.fingerprint, level, transfer.state(), self.rows, meta, arrays,
+        self.checkpoint_state = transfer.state()
+        ckpt = checkpoints.Checkpoint(self.plan.fingerprint, level, self.checkpoint_state, self.rows, meta, arrays,
                                       self.term_names)
         self._saved("checkpoint", ckpt.save(lambda writer: self.plan.paths.write_with(
             self.plan.paths.checkpoint, writer)))
@@ -465,6 +542,10 @@ class _Execution:
                 notes.append(f"best image so far saved to {paths.partial} (not a finished result)")
             except WriteError as exc:
                 notes.append(f"{exc}; the best image could not be kept")
-        if os.path.exists(paths.checkpoint):
-            notes.append(f"to continue, rerun the same command with --resume {paths.checkpoint}")
+        if self.checkpoint_state is not None:
+            notes.append(f"to continue, rerun the same command with --resume {paths.checkpoint} (it "
+                         f"{checkpoints.resume_kind(self.checkpoint_state, future=True)})")
+        elif best is not None and os.path.exists(paths.partial):
+            notes.append(f"no checkpoint was saved (--save-every N saves one); to keep going from the kept image, "
+                         f"rerun with --init-image {paths.partial} (a fresh start of the optimiser from it)")
         return "; ".join(notes)

@@ -280,19 +280,26 @@ def seed003_loss(net, content, style, content_weight=5.0, style_weight=2.0, tota
     return total_loss
 
 
-def seed003_outer_loop(f_and_g, x, iterations, maxfun, **lbfgs_kw):
+def seed003_outer_loop(f_and_g, x, iterations, maxfun, lbfgs_call_overshoot=True, **lbfgs_kw):
     """Seed 003's loop with its Evaluator (loss(x) computes both, grads(x) returns the cached gradient):
     `for i in range(iterations): x, min_val, info = fmin_l_bfgs_b(evaluator.loss, x.flatten(),
     fprime=evaluator.grads, maxfun=..)`. Returns every call (x, loss) and every restart's (x, min_val,
-    calls so far)."""
+    calls so far). `lbfgs_call_overshoot=False` (the corrected budget): a call asked for evaluation
+    maxfun + 1 stops there and keeps the last iterate scipy accepted (its callback's)."""
+
+    class Spent(Exception):
+        pass
 
     class Evaluator:
         def __init__(self):
             self.loss_value = None
             self.calls = []
+            self.limit = None
 
         def loss(self, x):
             assert self.loss_value is None
+            if self.limit is not None and len(self.calls) >= self.limit:
+                raise Spent()
             loss_value, grad_values = f_and_g(x)
             self.loss_value, self.grad_values = loss_value, grad_values
             self.calls.append((np.array(x), loss_value))
@@ -308,15 +315,27 @@ def seed003_outer_loop(f_and_g, x, iterations, maxfun, **lbfgs_kw):
     evaluator = Evaluator()
     boundaries = []
     for i in range(iterations):
-        x, min_val, info = fmin_l_bfgs_b(evaluator.loss, x.flatten(), fprime=evaluator.grads, maxfun=maxfun,
-                                         **lbfgs_kw)
+        if lbfgs_call_overshoot:
+            x, min_val, info = fmin_l_bfgs_b(evaluator.loss, x.flatten(), fprime=evaluator.grads, maxfun=maxfun,
+                                             **lbfgs_kw)
+        else:
+            evaluator.limit = len(evaluator.calls) + maxfun
+            accepted = [x.flatten()]
+            try:
+                x, min_val, info = fmin_l_bfgs_b(evaluator.loss, x.flatten(), fprime=evaluator.grads,
+                                                 maxfun=maxfun, callback=lambda xk: accepted.append(xk.copy()),
+                                                 **lbfgs_kw)
+            except Spent:
+                evaluator.loss_value = None
+                x = accepted[-1]
+                min_val = next(loss for point, loss in reversed(evaluator.calls) if np.array_equal(point, x))
         boundaries.append((x.copy(), min_val, len(evaluator.calls)))
     return evaluator.calls, boundaries
 
 
 def run_seed003(net, content, style, x0=None, iterations=20, maxfun=15, content_weight=5.0, style_weight=2.0,
                 total_variation_weight=1.0, content_layer="block5_conv2", feature_layers=CONV1_LAYERS,
-                save_cast="truncate"):
+                save_cast="truncate", lbfgs_call_overshoot=True):
     """The post's last block: `iterations` restarts of fmin_l_bfgs_b(maxfun=15) on the flattened
     preprocessed image, each printing min_val and saving deprocess_image(x.copy()) (clip, astype uint8,
     written as a PNG). x starts as the preprocessed content (x0: another RGB start). The result is the
@@ -332,7 +351,7 @@ def run_seed003(net, content, style, x0=None, iterations=20, maxfun=15, content_
         return ref.total, ref.grad[..., ::-1].ravel()  # d loss / d preprocessed image
 
     x = caffe_preprocess(content if x0 is None else x0)
-    calls, boundaries = seed003_outer_loop(eval_loss_and_grads, x, iterations, maxfun)
+    calls, boundaries = seed003_outer_loop(eval_loss_and_grads, x, iterations, maxfun, lbfgs_call_overshoot)
     restart_of = np.searchsorted([n for _, _, n in boundaries], np.arange(len(calls)), side="right")
     losses = [{"iteration": int(i), "total": loss, **t} for i, (_, loss), t in zip(restart_of, calls, terms)]
     images = [x_i.reshape(shape) for x_i, _, _ in boundaries]

@@ -60,7 +60,7 @@ def test_output_settings_write_files_and_saved_events(pair, vgg19_h5, tmp_path):
     result = run(job, events.append)
     saved = {e.kind for e in events if isinstance(e, Saved)}
     assert saved == {"snapshot", "checkpoint", "result", "grid", "log", "plot", "settings"}
-    assert (tmp_path / "r_at_iteration_3.png").is_file() and (tmp_path / "r_at_iteration_6.png").is_file()
+    assert (tmp_path / "r_at_evaluation_3.png").is_file() and (tmp_path / "r_at_evaluation_6.png").is_file()
     assert result.files["result"] == str(tmp_path / "r.png")
     assert not list(tmp_path.glob(".*.lock"))  # the claim is released
 
@@ -167,6 +167,50 @@ def test_fields_are_parsed_by_their_annotations():
 def test_flags_from_other_tools_get_a_hint(flag, hint, capsys):
     code, _, err = run_main([flag, "1"], capsys)
     assert code == 2 and flag in err and hint in err and err.count("\n") == 1
+
+
+def test_jcjohnsons_single_dash_command_line_is_answered_with_the_same_run_here(capsys):
+    """Issue 24.6: `-content_image` & co. were a bare 'unrecognized arguments'. A jcjohnson command line gets
+    one line with the same run in this program's flags (-gpu -1 is his CPU), and nothing runs on a guess."""
+    code, out, err = run_main(["-content_image", "my photo.jpg", "-style_image", "a.jpg,b.jpg", "-image_size", "512",
+                               "-gpu", "-1", "-output_image", "o.png", "-num_iterations", "500", "-init", "random",
+                               "-normalize_gradients", "-content_layers", "relu4_2", "-backend", "cudnn"], capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert ("the same run here: legacy-nst --content 'my photo.jpg' --style a.jpg b.jpg --size 512 --device cpu "
+            "--output o.png --iterations 500 --init noise --normalize-gradients --content-layers relu4_2") in err
+    assert "dropped -backend" in err and "evaluations" in err
+    code, _, err = run_main(["-content_image", "c.jpg", "-gpu", "0"], capsys)
+    assert code == 2 and "--device gpu" in err
+
+
+@pytest.mark.parametrize("value, device", [("-1", "cpu"), ("0", "gpu"), ("2", "gpu")])
+def test_gpu_hint_follows_jcjohnsons_meaning_of_minus_one(value, device, capsys):
+    code, _, err = run_main(["--gpu", value], capsys)
+    assert code == 2 and f"--gpu {value}: use --device {device}" in err and err.count("\n") == 1
+
+
+def test_a_weight_file_given_to_network_points_to_weights(capsys):
+    code, _, err = run_main(["--network", "vgg19.mat"], capsys)
+    assert code == 2 and "--weights vgg19.mat" in err and err.count("\n") == 1
+    code, _, err = run_main(["--network", "vgg20"], capsys)
+    assert code == 2 and "choose vgg16 or vgg19" in err
+
+
+def test_help_lists_every_output_and_says_how_save_every_resumes(capsys):
+    code, out, _ = run_main(["--help"], capsys)
+    text = " ".join(out.split())
+    for name in ("STEM_losses.png", "STEM_at_evaluation_N.EXT", "STEM_levelL_at_evaluation_N.EXT",
+                 "STEM.checkpoint.npz"):
+        assert name in text
+    assert "warm restart" in text and "a checkpoint past it is refused" in text
+
+
+@pytest.mark.parametrize("command", ["batch", "figure"])
+def test_workers_help_says_when_they_help(command, capsys):
+    """Issue 24.7: nothing said that --workers or Ray gain little on 2 cores (bench/README.md's figures)."""
+    code, out, _ = run_main([command, "--help"], capsys)
+    text = " ".join(out.split())
+    assert code == 0 and "only with cores one" in text
 
 
 def test_flags_from_other_tools_that_work_here(pair, capsys):

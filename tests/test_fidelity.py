@@ -61,7 +61,8 @@ def _seed002(net, content, style, x0, quirks):
 
 def _seed003(net, content, style, x0, quirks):
     return sc.run_seed003(net, content, style, iterations=3, maxfun=4, content_layer="block3_conv2",
-                          feature_layers=SHALLOW, save_cast="truncate" if quirks else "round")
+                          feature_layers=SHALLOW, save_cast="truncate" if quirks else "round",
+                          lbfgs_call_overshoot=quirks)
 
 
 def _seed004(net, content, style, x0, quirks):

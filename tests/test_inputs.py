@@ -469,7 +469,7 @@ def test_output_directory_read_only_simulated(inputs, capsys, monkeypatch):
 
 # ------------------------------------------------------------------------------ existing outputs
 @pytest.mark.parametrize("existing", ["result.png", "result_losses.csv", "result.checkpoint.npz", "result.json",
-                                      "result_at_restart_0.png", "result_at_iteration_7.png", "result_scale9.png",
+                                      "result_at_restart_0.png", "result_at_evaluation_7.png", "result_scale9.png",
                                       "result_losses.png", "result_grid.png"])
 def test_existing_output_is_not_overwritten(existing, inputs, capsys):
     """Every file a run may write beside --output is protected, numbered series included (found by pattern,
@@ -846,3 +846,57 @@ def test_resize_shape_and_range(h, w, th, tw, method, seed):
     else:  # PIL filters work on 8-bit data
         assert resized.min() >= 0 and resized.max() <= 255 and (resized == np.round(resized)).all()
     assert images.resize(image, (h, w), method) is image  # same size: untouched
+
+
+# --------------------------------------------- what the run changes on the way in, and weights too shallow
+
+
+def _transparent_pair(folder):
+    """A 48 × 36 RGBA content whose left third is fully transparent and whose middle is half, and a style."""
+    yy, xx = np.mgrid[0:36, 0:48]
+    rgb = np.stack([120 + 2 * xx, 80 + 3 * yy, 60 + 0 * xx], axis=-1).astype(np.uint8)
+    alpha = np.full((36, 48), 255, np.uint8)
+    alpha[:, :16], alpha[:, 16:32] = 0, 128
+    Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(folder / "content.png")
+    style = np.stack([128 + 120 * np.sin(xx / 2.0), 128 + 0 * xx, 128 + 100 * np.cos(yy / 3.0)], -1)
+    Image.fromarray(np.dstack([style.astype(np.uint8), alpha]), "RGBA").save(folder / "style.png")
+    return folder / "content.png", folder / "style.png", alpha
+
+
+@pytest.mark.parametrize("extension", ["png", "jpg"])
+def test_a_transparent_input_is_said_and_the_content_alpha_comes_back_on_a_png(real_weights, tmp_path, extension):
+    """Issue 24.7: transparent pixels were flattened onto white without a word. Now a Notice for each such
+    input, and a .png result carries the content's alpha (a .jpg cannot: the note says so)."""
+    from legacy_nst import Job, Notice, Output, run
+
+    content, style, alpha = _transparent_pair(tmp_path)
+    out = tmp_path / f"r.{extension}"
+    events = []
+    result = run(Job(content=str(content), styles=[str(style)], recipe="preview", weights=str(real_weights),
+                     overrides={"size": 48, "iterations": 3}, output=Output(str(out))), events.append)
+    assert result.finished
+    notes = [e.text for e in events if isinstance(e, Notice)]
+    assert len(notes) == 2 and all("transparent pixels" in n for n in notes)
+    with Image.open(out) as saved:
+        if extension == "png":
+            assert "transparency back" in notes[0] and saved.mode == "RGBA"
+            np.testing.assert_array_equal(np.asarray(saved)[..., 3], alpha)
+        else:
+            assert "the result has none (write a .png to keep it)" in notes[0] and saved.mode == "RGB"
+
+
+def test_weights_too_shallow_for_the_recipe_are_refused_up_front_with_flags_that_fit(real_weights, tmp_path, capsys):
+    """Issue 24.7: tf-eager-blog on blocks 1-3 failed after 12-14 s (TensorFlow imported, weights read);
+    now before TensorFlow (3.5 s for the whole command here, against 30 s), naming the flags that fit."""
+    content, style, _ = _transparent_pair(tmp_path)
+    args = ["--recipe", "tf-eager-blog", "--weights", real_weights, "--content", content, "--style", style,
+            "--output", tmp_path / "r.png"]
+    code, _, err = run_main(args, capsys)
+    assert code == 2 and err.count("\n") == 1
+    flags = "--content-layers conv3_2 --style-layers conv1_1 conv2_1 conv3_1"
+    assert "has no weights for block4_conv1" in err and "its layers stop at block3_conv4" in err
+    assert "conv5_2" in err and err.rstrip().endswith(flags)
+    fitted = ["--recipe", "tf-eager-blog", "--weights", real_weights, "--content", content, "--style", style,
+              "--output", tmp_path / "r.png", "--size", 32, "--iterations", 2, "--quiet", *flags.split()]
+    code, _, err = run_main(fitted, capsys)
+    assert code == 0, err

@@ -215,6 +215,26 @@ def test_lbfgs_maxfun_zero_is_one_call_with_the_whole_budget(scipy_calls):
     assert len(record.measurements) >= 9  # no early stop: the budget is spent (scipy ends past maxfun)
 
 
+def test_an_lbfgs_budget_of_n_evaluations_runs_exactly_n():
+    """Issue 20.8: scipy ends a call only at the end of the first iteration past maxfun (40 ran 41, 120 with
+    maxfun 20 ran 127); the driver stops each call at exactly its share and keeps the last accepted iterate.
+    Seed 003's own calls overshoot (lbfgs_call_overshoot, its recipe's faithful default)."""
+    exact = recipe("keras-lbfgs", iterations=10, lbfgs_maxfun=4, lbfgs_stop_early=False, lbfgs_call_overshoot=False)
+    with make_transfer(exact) as transfer:
+        record = Record().run(transfer)
+        assert [m.evaluations for m in record.measurements] == list(range(1, 11))
+        assert [(i, e) for i, e, _ in record.iterations] == [(0, 4), (1, 8), (2, 10)]
+        for restart, (_, _, image) in enumerate(record.iterations):
+            mine = [m for m in record.measurements if m.iteration == restart]
+            accepted = [m for m in mine if np.array_equal(m.image, image)]
+            assert accepted and accepted[-1].total <= mine[0].total  # an iterate scipy accepted, not a trial
+        assert transfer.state()["evaluations"] == 10
+    faithful = dataclasses.replace(exact, lbfgs_call_overshoot=True)
+    with make_transfer(faithful) as transfer:
+        record = Record().run(transfer)
+        assert len(record.measurements) > 10  # 5 or more per call of maxfun=4, as the source's calls made
+
+
 def test_lbfgs_memory_and_tolerances_reach_scipy(scipy_calls):
     r = recipe("keras-lbfgs", iterations=4, lbfgs_maxfun=4, lbfgs_memory=3, lbfgs_stop_early=False)
     with make_transfer(r) as transfer:
@@ -260,7 +280,8 @@ def test_lbfgs_adaptive_objective_is_fixed_within_a_restart():
 
 def test_exception_from_on_evaluation_stops_lbfgs_mid_run():
     """An interrupt or a non-finite loss raised from a callback leaves scipy at once and reaches the caller;
-    the restart it interrupted is not finished, so state() is still that restart's start."""
+    the restart it interrupted is not finished, so state() is a warm one: the last iterate scipy accepted
+    (here still the restart's start) with the evaluations spent so far."""
     r = recipe("keras-lbfgs", iterations=30, lbfgs_maxfun=10)
     with make_transfer(r) as transfer:
         counting = CountingSession(transfer.session)
@@ -272,7 +293,7 @@ def test_exception_from_on_evaluation_stops_lbfgs_mid_run():
         assert counting.runs == 3  # nothing evaluated after the exception
         assert record.iterations == []
         state = transfer.state()
-        assert (state["iteration"], state["evaluations"]) == (0, 0)
+        assert (state["iteration"], state["evaluations"], state["warm"], state["call_start"]) == (0, 3, 1, 0)
         np.testing.assert_array_equal(state["image"], transfer.content.astype(np.float64))
 
 

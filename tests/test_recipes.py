@@ -282,8 +282,9 @@ def engine_run(name):
 
 
 def _seed003_counts(recipe):
-    """(outer iterations, maxfun) of seed 003's loop for a recipe's evaluation budget: 0 is one call."""
-    return recipe.restarts, recipe.lbfgs_maxfun or recipe.iterations
+    """(outer iterations, maxfun, whether a call runs past maxfun) of seed 003's loop for a recipe's
+    evaluation budget: 0 is one call; only seed 003's own calls overshoot (lbfgs_call_overshoot)."""
+    return recipe.restarts, recipe.lbfgs_maxfun or recipe.iterations, recipe.lbfgs_call_overshoot
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -774,7 +775,7 @@ def test_cli_tf_eager_blog_grid_and_best_image(cli_runs):
     assert code == 0, stderr
 
     def measured(n):  # the image evaluation n was measured on (--save-every 1 saves every one)
-        return images.load_image(str(out.with_name(f"out_at_iteration_{n}.png")))
+        return images.load_image(str(out.with_name(f"out_at_evaluation_{n}.png")))
 
     # evaluation 1 is measured on the sized content; evaluation n + 1 on the image after step n − 1
     recipe = dataclasses.replace(recipes.get("tf-eager-blog"), size=32)
@@ -814,7 +815,7 @@ def test_cli_keras_lbfgs_saves_after_each_outer_iteration(cli_runs):
     for i in range(3):
         assert out.with_name(f"out_at_restart_{i}.png").is_file()
     assert not out.with_name("out_at_restart_3.png").exists()
-    assert not list(out.parent.glob("out_at_iteration_*"))  # by restart, not every N evaluations
+    assert not list(out.parent.glob("out_at_evaluation_*"))  # by restart, not every N evaluations
     assert out.with_name("out.checkpoint.npz").is_file()
     np.testing.assert_array_equal(images.load_image(str(out.with_name("out_at_restart_2.png"))),
                                   images.load_image(str(out)))  # result_image = last
@@ -826,7 +827,7 @@ def test_cli_hvass_saves_every_10_evaluations(cli_runs):
     out, code, _, stderr = cli_runs["hvass-vgg16"]
     assert code == 0, stderr
     saved = sorted(p.name for p in out.parent.glob("out_at_*.png"))
-    assert saved == ["out_at_iteration_10.png", "out_at_iteration_20.png"]
+    assert saved == ["out_at_evaluation_10.png", "out_at_evaluation_20.png"]
     assert out.with_name("out.checkpoint.npz").is_file()
 
 

@@ -58,8 +58,8 @@ def png(path, size=(6, 4), colour=(200, 30, 30)):
 @pytest.fixture
 def tree(tmp_path):
     runs = tmp_path / "runs"
-    for name in ("tubingen.png", "tubingen_grid.png", "tubingen_losses.png", "tubingen_at_iteration_2.png",
-                 "tubingen_at_iteration_10.png", f"{EVIL}.png"):
+    for name in ("tubingen.png", "tubingen_grid.png", "tubingen_losses.png", "tubingen_at_evaluation_2.png",
+                 "tubingen_at_evaluation_10.png", f"{EVIL}.png"):
         png(runs / name)
     (runs / "tubingen_losses.csv").write_text(LOG)
     (runs / "tubingen.json").write_text(json.dumps({"recipe": "preview", "style_weight": 0.125,
@@ -107,8 +107,8 @@ def test_every_link_is_relative_and_exists_and_nothing_external(tree):
         assert (tree / unquote(url)).is_file(), url
     assert "runs/tubingen.png" in sources and "fig2/cells/r0c0.png" in links  # a CSV value naming a file
     assert not [t for t, _ in page.tags if t in ("script", "link", "iframe", "object")]
-    iterations = [s for s in sources if "at_iteration" in s]
-    assert iterations == ["runs/tubingen_at_iteration_2.png", "runs/tubingen_at_iteration_10.png"]  # by number
+    iterations = [s for s in sources if "at_evaluation" in s]
+    assert iterations == ["runs/tubingen_at_evaluation_2.png", "runs/tubingen_at_evaluation_10.png"]  # by number
 
 
 def test_tables_hold_the_values(tree):

@@ -116,8 +116,8 @@ def test_interrupt_then_resume_matches_an_uninterrupted_run(kind, photos, vgg19_
         saved_at = [f"result_at_restart_{i}.png" for i in (0, 1)]
     else:  # 30 Adam steps, a checkpoint every 3 evaluations, a 2 x 5 grid of snapshots
         flags = ["--recipe", "tf-eager-blog", "--size", "32", "--iterations", "30", "--save-every", "3"]
-        signum, code_expected, word, stem_seen = signal.SIGTERM, 143, "terminated", "result_at_iteration_6.png"
-        saved_at = [f"result_at_iteration_{i}.png" for i in (3, 6)]
+        signum, code_expected, word, stem_seen = signal.SIGTERM, 143, "terminated", "result_at_evaluation_6.png"
+        saved_at = [f"result_at_evaluation_{i}.png" for i in (3, 6)]
     reference, stopped = tmp_path / "reference", tmp_path / "stopped"
     reference.mkdir()
     stopped.mkdir()
@@ -230,7 +230,7 @@ def test_save_every_writes_snapshots_and_a_checkpoint(photos, vgg19_h5, tmp_path
     code, stdout, err = run_main(argv, capsys)
     assert code == 0, err
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["r.checkpoint.npz", "r.jpg", "r.json", "r_at_iteration_2.jpg", "r_at_iteration_4.jpg",
+    assert names == ["r.checkpoint.npz", "r.jpg", "r.json", "r_at_evaluation_2.jpg", "r_at_evaluation_4.jpg",
                      "r_losses.csv", "r_losses.png"]
     with np.load(out / "r.checkpoint.npz") as data:
         assert int(data["state_iteration"]) == 5

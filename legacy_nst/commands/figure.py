@@ -31,7 +31,8 @@ def build_parser(p):
     p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
     p.add_argument("--overwrite", action="store_true", help="run every cell again, even those already done")
     p.add_argument("--workers", type=positive_int, default=1, metavar="N",
-                   help="run N cells at once in worker processes (the batch runner; default one by one)")
+                   help="run N cells at once in worker processes (the batch runner; default one by one); "
+                        "this helps only with cores one cell leaves idle (see batch --help)")
     p.add_argument("--ray", nargs="?", const="auto", metavar="ADDRESS",
                    help="run the cells as Ray tasks on a cluster (auto, HOST:PORT or local; pip install -e .[ray])")
     p.add_argument("--quiet", action="store_true", help="no per-cell lines")
