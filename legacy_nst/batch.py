@@ -16,10 +16,17 @@ processes) or as tasks on a Ray cluster, and keeps a summary of every job.
   TF_NUM_INTRAOP_THREADS = OMP_NUM_THREADS = cores // workers. The same job gives the same bytes in any
   mode: the result does not depend on the number of threads (tests/test_batch.py compares them).
 - Ray: each job is one task asking for `cpus_per_job` CPUs (or one GPU, for device "gpu", or "auto" on a
-  cluster with GPUs). Tasks write through the same code into `out_dir`, so `out_dir` and the inputs must
-  be on a filesystem every node sees (a node that cannot see `out_dir` fails the job saying so); the
-  weights are resolved on each node as they are locally (weights.resolve). Retries are ours (Ray's
-  max_retries=0), so that they resume from the checkpoint and count alike in both modes.
+  cluster with GPUs; a worker that ran a GPU task is not reused). Nothing travels as a path: the driver
+  reads and checks every input once and puts it in the object store (decoded images, mask files, the
+  weight file's bytes, which each node caches once on its local disk under its content's digest); a task
+  runs its job in a scratch folder on its node and returns every file it wrote as bytes, and streams its
+  checkpoints and snapshots to a small actor on the driver's node as it saves them. Only the driver writes
+  under `out_dir` (a relative one is the driver's). A task whose worker or node died is retried by Ray
+  (`retries` times) from the last checkpoint it streamed, on any node. Tasks in flight follow the live
+  cluster's resources, re-read as nodes join and leave.
+- Locks: OUT/.batch.lock holds the driver's host, boot id and pid and its workers' pids: a second batch on
+  the same --out is refused while the first lives, and takes over once it and its workers are gone.
+  Worker processes die with their driver (PR_SET_PDEATHSIG).
 """
 import collections
 import contextlib
@@ -606,7 +613,7 @@ class _Ray:
         if os.path.isfile(paths.checkpoint) and _past_budget(job, paths.checkpoint):
             _start_afresh(paths)
         saved = Path(paths.checkpoint).read_bytes() if os.path.isfile(paths.checkpoint) else None
-        self.store.seed.remote(job.name, saved)
+        self.ray.get(self.store.seed.remote(job.name, saved))  # in the store before the task asks for it
         gpu = job.device == "gpu" or (job.device == "auto" and self.gpus)
         # one task holds one GPU (TensorFlow keeps the GPU it first saw for the worker's life: a worker
         # that ran a GPU task is not reused, max_calls=1); Ray retries a task whose worker or node died,
@@ -938,7 +945,7 @@ def run_jobs(jobs, out_dir, workers=1, ray_address=None, on_progress=None, *, re
     if cpus_per_job is not None and (isinstance(cpus_per_job, bool) or not isinstance(cpus_per_job, int)
                                      or cpus_per_job < 1):
         raise UserError(f"--cpus-per-job {cpus_per_job}: must be at least 1")
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).absolute()  # the driver's: a Ray task never resolves a path of its own
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir}: is not a directory")
     jobs = [_with_output(job, i, out_dir) for i, job in enumerate(jobs)]

@@ -17,8 +17,10 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -102,22 +104,25 @@ def assert_same_outputs(out, reference_out):
 
 
 def kill_when_checkpointed(out, name, killed, signum=signal.SIGKILL, timeout=300):
-    """In a thread: once `name` has a checkpoint, kill the process that holds its outputs (its lock's pid)."""
-    checkpoint = out / name / f"{name}.checkpoint.npz"
-    lock = out / name / f".{name}.png.lock"
+    """In a thread: once `name` has a checkpoint, kill the process that holds its outputs (its lock's pid),
+    in `out` or, for a Ray task, in the task's scratch folder on its node (this machine)."""
+    def holder():
+        for folder in [out / name] + list(Path(tempfile.gettempdir()).glob("legacy_nst-task-*")):
+            try:
+                if (folder / f"{name}.checkpoint.npz").is_file():
+                    return int((folder / f".{name}.png.lock").read_text() or 0)
+            except (OSError, ValueError):
+                pass
+        return 0
 
     def watch():
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if checkpoint.is_file() and lock.is_file():
-                try:
-                    pid = int(lock.read_text() or 0)
-                except (OSError, ValueError):
-                    pid = 0
-                if pid and pid != os.getpid():
-                    os.kill(pid, signum)
-                    killed.append(pid)
-                    return
+            pid = holder()
+            if pid and pid != os.getpid():
+                os.kill(pid, signum)
+                killed.append(pid)
+                return
             time.sleep(0.02)
 
     thread = threading.Thread(target=watch, daemon=True)
