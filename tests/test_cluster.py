@@ -192,6 +192,18 @@ def cluster(tmp_path_factory, jobs_file):
     cluster.stop()
 
 
+def running_tasks(node, cluster):
+    """[(job name, pid)] of the tasks `node` runs now (their scratch folders' output locks; a killed task's
+    folder stays behind, its pid gone)."""
+    tasks = []
+    for lock in Path(tempfile.gettempdir()).glob("legacy_nst-task-*/.*.png.lock"):
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(lock.read_text())
+            if cluster.runs(node, pid):
+                tasks.append((lock.name[1:-len(".png.lock")], pid))
+    return tasks
+
+
 def run_batch(jobs_file, out, address, cwd, timeout=400):
     """The CLI, as a user runs it against the cluster: `batch JOBS --out OUT --ray ADDRESS`."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
@@ -255,29 +267,27 @@ def test_a_node_killed_mid_batch(cluster, jobs_file, reference, tmp_path):
         cluster.add_worker(isolated=True)
     node = cluster.workers[0]
     killed, seen = [], set()
+    out = tmp_path / "out"
 
     def kill_when_the_worker_node_checkpointed():
+        """Once a job running on the worker node has a checkpoint on the driver (streamed to it)."""
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and driver.poll() is None:
-            for lock in Path(tempfile.gettempdir()).glob("legacy_nst-task-*/.*.png.lock"):
-                seen.add(lock)
-                checkpoints = list(lock.parent.glob("*.checkpoint.npz"))
-                with contextlib.suppress(OSError, ValueError):
-                    pid = int(lock.read_text())
-                    if checkpoints and cluster.runs(node, pid):  # a task of the worker node's
-                        killed.append(lock.name[1:-len(".png.lock")])
-                        cluster.kill(node)
-                        return
+            for name, pid in running_tasks(node, cluster):
+                seen.add(name)
+                if (out / name / f"{name}.checkpoint.npz").is_file():
+                    killed.append(name)
+                    cluster.kill(node)
+                    return
             time.sleep(0.02)
 
-    driver = run_batch(jobs_file, tmp_path / "out", cluster.address, cwd=tmp_path)
+    driver = run_batch(jobs_file, out, cluster.address, cwd=tmp_path)
     killer = threading.Thread(target=kill_when_the_worker_node_checkpointed, daemon=True)
     killer.start()
     out_text, err = driver.communicate(timeout=400)
     killer.join(timeout=5)
     assert killed, f"no job checkpointed on the worker node (task folders seen: {seen})"
     assert driver.returncode == 0, (out_text, err)
-    out = tmp_path / "out"
     assert_like_the_reference(out, reference)
     victim = records(out)[killed[0]]
     assert victim["attempts"] == 2 and victim["resumed_from"] > 0, victim
@@ -285,15 +295,24 @@ def test_a_node_killed_mid_batch(cluster, jobs_file, reference, tmp_path):
 
 
 def test_a_node_added_mid_batch_gets_work(cluster, jobs_file, reference, tmp_path):
-    """The batch starts on the head alone (one CPU: one task in flight); a node that joins is given jobs."""
+    """The batch starts on the head alone (one CPU: one task in flight); a node that joins is given jobs.
+    The head's task is stopped (SIGSTOP) while the node joins, so that jobs are left for it however long
+    joining takes on a loaded machine; it continues (SIGCONT) once the new node runs a task."""
     for node in list(cluster.workers):
         cluster.kill(node)
     assert cluster.wait_for_nodes(1)
     driver = run_batch(jobs_file, tmp_path / "out", cluster.address, cwd=tmp_path)
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not list((tmp_path / "out").glob("*/*.checkpoint.npz")):
-        time.sleep(0.1)
-    cluster.add_worker(isolated=True)
+    while time.monotonic() < deadline and not running_tasks(cluster.head, cluster):
+        time.sleep(0.05)
+    (_, pid), = running_tasks(cluster.head, cluster)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        node = cluster.add_worker(isolated=True)
+        while time.monotonic() < deadline and not running_tasks(node, cluster):
+            time.sleep(0.05)
+    finally:
+        os.kill(pid, signal.SIGCONT)
     out_text, err = driver.communicate(timeout=400)
     assert driver.returncode == 0, (out_text, err)
     out = tmp_path / "out"
