@@ -14,6 +14,11 @@
        peak − content targets = BASE + WEIGHT_COPIES · weights + ACTIVATION_COPIES · activations.
 3. Tiled: TiledObjective children at 1024 and 2048 px (preview, 512 px tiles): what the model with one
    tile's activations leaves over, per float32 image-sized array.
+4. Verify (`--parts verify`): whole user runs, `legacy_nst.run(Job(...))` with the result, its losses, plot
+   and settings written, in fresh processes, over a grid of recipes (preview on the genuine partial VGG19,
+   tf-eager-blog on the whole network), optimisers (L-BFGS with its history filled, Adam, descent), sizes
+   and tiles; prints legacy_nst.memory's estimate (the bound runs are accepted or refused on) beside the
+   measured peak. Every row must read measured <= estimate.
 tests/test_memory.py checks the sum against whole runs (Transfer.steps, the real L-BFGS) at other sizes.
 """
 import argparse
@@ -29,6 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 PARTIAL = ROOT.parent / "shared" / "weights" / "vgg19_partial_block1-3.npz"
+IMAGES = ROOT.parent / "shared" / "images"
 GIB = 1024**3
 SIDE = 1024  # image side of the optimiser measurement
 
@@ -136,7 +142,66 @@ def fit_tiled(report):
     report["tiled_fit"] = {"TILED_IMAGE_ARRAYS": float(left @ arrays / (arrays @ arrays))}
 
 
-PARTS = {"optimisers": None, "engine": fit_engine, "tiled": fit_tiled}
+FULL = ROOT.parent / "shared" / "weights" / "vgg19_full_q8.npz"
+# (recipe, weights, optimizer, long side px, tile px or 0, evaluations): L-BFGS runs 12 evaluations so that
+# its m = 10 correction pairs are all held at the peak
+VERIFY_GRID = [(recipe, weights_path, optimizer, size, 0, 12)
+               for recipe, weights_path in (("preview", PARTIAL), ("tf-eager-blog", FULL))
+               for optimizer in ("lbfgs", "adam", "descent") for size in (256, 512, 1024)] + [
+    ("preview", PARTIAL, "lbfgs", 2048, 512, 12), ("preview", PARTIAL, "descent", 2048, 1024, 4)]
+
+
+def verify_child(recipe_name, weights_path, optimizer, size, tile, evaluations):
+    """One user run in this fresh process; prints its peak RSS and the estimate the run loop judged it by."""
+    import tempfile
+
+    from legacy_nst import Job, Output, Style, memory, run
+
+    size, tile, evaluations = int(size), int(tile) or None, int(evaluations)
+    overrides = {"size": size, "optimizer": optimizer, "iterations": evaluations}
+    if optimizer == "descent":
+        overrides["learning_rate"] = 1.0
+    with tempfile.TemporaryDirectory() as out:
+        job = Job(content=str(IMAGES / "tubingen.jpg"), styles=[Style(str(IMAGES / "starry_night.jpg"))],
+                  recipe=recipe_name, weights=str(weights_path), overrides=overrides, tile=tile,
+                  output=Output(str(Path(out) / "result.png"), print_every=0))
+        result = run(job)
+    recipe = job.resolved_recipe()
+    from legacy_nst import images, sizing
+
+    shape, styles = sizing.sized_shapes(recipe, images.load_image(job.content).shape,
+                                        [images.load_image(job.styles[0].image).shape])
+    h, w = max([shape] + styles, key=lambda s: s[0] * s[1])  # as the run loop judges a level
+    estimate = memory.estimate_bytes(recipe.network, recipe.layers, h, w, recipe.optimizer, tile,
+                                     recipe.content_layers, recipe.lbfgs_bounds)
+    print(json.dumps({"peak_rss": memory.peak_rss_bytes(), "estimate": estimate, "shape": [h, w],
+                      "evaluations": result.evaluations, "stopped": result.stopped}))
+
+
+def verify(report):
+    import platform
+
+    flags = open("/proc/cpuinfo").read()
+    kind = "AVX-512" if " avx512f" in flags else "AVX2"
+    rows = []
+    print(f"{'recipe':<14} {'optimizer':<8} {'px':>9} {'tile':>5} {'estimate GiB':>12} {'measured GiB':>12} "
+          f"{'measured/estimate':>17}", flush=True)
+    for recipe_name, weights_path, optimizer, size, tile, evaluations in VERIFY_GRID:
+        result = child([__file__, "--verify-child", recipe_name, str(weights_path), optimizer, str(size), str(tile),
+                        str(evaluations)])
+        ratio = result["peak_rss"] / result["estimate"]
+        h, w = result["shape"]
+        rows.append({"recipe": recipe_name, "optimizer": optimizer, "size": size, "tile": tile, **result,
+                     "ratio": ratio})
+        print(f"{recipe_name:<14} {optimizer:<8} {f'{w}x{h}':>9} {tile or '-':>5} {result['estimate'] / GIB:12.3f} "
+              f"{result['peak_rss'] / GIB:12.3f} {ratio:17.3f}{'' if ratio <= 1 else '  OVER'}", flush=True)
+    worst = max(rows, key=lambda r: r["ratio"])
+    print(f"CPU: {platform.processor() or platform.machine()} ({kind}); worst measured/estimate {worst['ratio']:.3f} "
+          f"({worst['recipe']} {worst['optimizer']} {worst['size']} px)")
+    report.setdefault("verify", {})[kind] = rows
+
+
+PARTS = {"optimisers": None, "engine": fit_engine, "tiled": fit_tiled, "verify": verify}
 
 
 def main():
@@ -144,9 +209,12 @@ def main():
     parser.add_argument("--parts", default=",".join(PARTS), help="which measurements (comma-separated)")
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "memory.json"))
     parser.add_argument("--optimiser-child", help=argparse.SUPPRESS)
+    parser.add_argument("--verify-child", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.optimiser_child:
         return optimiser_child(args.optimiser_child)
+    if args.verify_child:
+        return verify_child(*args.verify_child)
     path = Path(args.json)
     report = json.loads(path.read_text()) if path.is_file() else {}
     parts = args.parts.split(",")

@@ -66,6 +66,7 @@ def loss_plot(rows, path):
 
 def build_sample(directory):
     from legacy_nst import recipes
+    from legacy_nst.compare import comparison_sheet
     from legacy_nst.images import demo_pair, load_image, resize, save_image, target_shape
     from legacy_nst.reporting import contact_sheet
     from legacy_nst.sheets import figure_sheet
@@ -109,8 +110,8 @@ def build_sample(directory):
                              f"{1.5e5 * (r + 1) * (c + 2):.4g}"])
         writer.writerow(["1e-4", "wave", "", "", ""])
 
-    save_image(contact_sheet([("ours", result), ("reference", thumb("starry_night_crop.png", 240))], 2,
-                             tile_height=180), comparison / "comparison.png")
+    save_image(comparison_sheet(content, style, result, thumb("starry_night_crop.png", 240), tile_height=180),
+               comparison / "comparison.png")
     (comparison / "metrics.json").write_text(json.dumps(
         {"ssim": 0.7314, "psnr_db": 21.8, "gram_distance": {"block1_conv1": 0.0123, "block2_conv1": 0.0457},
          "note": "made-up numbers <for the layout>"}, indent=1))

@@ -33,6 +33,15 @@ which level runs). A method's time to a target is the wall time of the first eva
 (within --rtol, 1e-4: the engine's Adam follows seed 000's trajectory and ends a few float32 ulps apart).
 Methods other than the two references stop (by raising from the event callback) once they have reached both
 targets or run longer than --time-cap × the longer reference time; "> T" in the table means not reached.
+
+--objective whole (issue 23): tf-eager-blog's objective, VGG19 to block5_conv2 on vgg19_full_q8.npz (content
+block5_conv2, style block1..5_conv1, Gram ÷ H·W, means, weights 1e3 / 1e-2), against the PyTorch peer
+(bench/peers.py's Torch, channels_last; needs the bench extra). Target (a) is still seed 000's Adam (its own
+objective now); target (b) is the best loss of PyTorch's LBFGS (strong-Wolfe line search, --lbfgs-evals
+evaluations: method torch-lbfgs); the default methods are the engine's L-BFGS-B (lbfgs) and PyTorch's Adam
+with seed 000's settings (torch-adam), so each target has the peer's own time next to the engine's:
+  python bench/time_to_quality.py --objective whole --sizes 512                 # the issue's budgets (hours)
+  python bench/time_to_quality.py --objective whole --sizes 256 --adam-steps 100 --lbfgs-evals 100  # reduced
 Writes --json (default bench/results/time_to_quality.json) with every method's (seconds, total) curve.
 """
 import argparse
@@ -49,9 +58,18 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared"
-STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1")
-CONTENT_LAYER = "block3_conv2"
-CONTENT_WEIGHT, STYLE_WEIGHT = 1.0, 0.1
+# --objective: the recipe, its losses as the eager reference writes them, and the weights it runs on
+OBJECTIVES = {
+    "shallow": {"recipe": "preview", "style_layers": ("block1_conv1", "block2_conv1", "block3_conv1"),
+                "content_layer": "block3_conv2", "gram": "elements", "style_form": "sum", "style_layer_weight": 1.0,
+                "content_weight": 1.0, "style_weight": 0.1, "weights": "vgg19_partial_block1-3.npz",
+                "reference_b": "lbfgs"},
+    "whole": {"recipe": "tf-eager-blog", "content_layer": "block5_conv2",
+              "style_layers": ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1"),
+              "gram": "positions", "style_form": "mean", "style_layer_weight": 0.2, "content_weight": 1e3,
+              "style_weight": 1e-2, "weights": "vgg19_full_q8.npz", "reference_b": "torch-lbfgs"},
+}
+PEER_METHODS = ("torch-lbfgs", "torch-adam")
 TARGETS = {"size": 512, "a_vs_eager": 0.02, "b_vs_lbfgs": 0.35}  # coarse to fine (auto) ÷ the reference
 ENGINE_METHODS = ("lbfgs", "adam", "descent")
 
@@ -67,7 +85,7 @@ def sized_inputs(args, size):
     from legacy_nst import images, recipes
     from legacy_nst.sizing import size_images
 
-    recipe = recipes.override(recipes.get("preview"), size=size)
+    recipe = recipes.override(recipes.get(OBJECTIVES[args.objective]["recipe"]), size=size)
     content, styles = size_images(recipe, images.load_image(args.content), [images.load_image(args.style)])
     return content, styles[0]
 
@@ -76,10 +94,14 @@ def sized_inputs(args, size):
 
 def eager_adam(args, size, steps, record):
     """Seed 000's loop (compute_grads under GradientTape, AdamOptimizer.apply_gradients, best loss kept) on
-    the preview objective, its own code: Keras VGG19 layers loaded with the partial weights, tf ops for the
+    the --objective's losses, its own code: Keras VGG19 layers loaded with the same weights, tf ops for the
     losses. record(total) is called with each step's loss (of the image before that step's update)."""
     import tensorflow as tf
 
+    from legacy_nst import weights
+
+    spec = OBJECTIVES[args.objective]
+    style_layers, content_layer = spec["style_layers"], spec["content_layer"]
     content, style = sized_inputs(args, size)
 
     def load_and_process_img(img):
@@ -87,25 +109,26 @@ def eager_adam(args, size, steps, record):
 
     def get_model():
         vgg = tf.keras.applications.vgg19.VGG19(include_top=False, weights=None)
-        saved = np.load(args.weights)
-        for name in STYLE_LAYERS + (CONTENT_LAYER, "block1_conv2", "block2_conv2"):
-            vgg.get_layer(name).set_weights([saved[f"{name}/kernel"], saved[f"{name}/bias"]])
+        for name, (kernel, bias) in weights.load_weights(args.weights, "vgg19", [content_layer]).items():
+            vgg.get_layer(name).set_weights([kernel, bias])
         vgg.trainable = False
-        outputs = [vgg.get_layer(name).output for name in STYLE_LAYERS + (CONTENT_LAYER,)]
+        outputs = [vgg.get_layer(name).output for name in style_layers + (content_layer,)]
         return tf.keras.models.Model(vgg.input, outputs)
 
-    def gram_matrix(features):  # ÷ C·H·W (the preview recipe's "elements")
+    def gram_matrix(features):  # ÷ C·H·W (shallow: preview's "elements") or ÷ H·W (whole: seed 000's own)
         channels = int(features.shape[-1])
         a = tf.reshape(features, [-1, channels])
-        n = tf.cast(tf.shape(a)[0] * channels, tf.float32)
-        return tf.matmul(a, a, transpose_a=True) / n
+        n = tf.shape(a)[0] * (channels if spec["gram"] == "elements" else 1)
+        return tf.matmul(a, a, transpose_a=True) / tf.cast(n, tf.float32)
+
+    style_reduce = tf.reduce_sum if spec["style_form"] == "sum" else tf.reduce_mean
 
     def compute_loss(model, image, gram_targets, content_target):
         outputs = model(image)
-        style_score = tf.add_n([tf.reduce_sum(tf.square(gram_matrix(out[0]) - target))
+        style_score = tf.add_n([spec["style_layer_weight"] * style_reduce(tf.square(gram_matrix(out[0]) - target))
                                 for out, target in zip(outputs[:-1], gram_targets)])
         content_score = tf.reduce_mean(tf.square(outputs[-1][0] - content_target))
-        return CONTENT_WEIGHT * content_score + STYLE_WEIGHT * style_score
+        return spec["content_weight"] * content_score + spec["style_weight"] * style_score
 
     model = get_model()
     style_outputs = model(load_and_process_img(style))
@@ -127,13 +150,53 @@ def eager_adam(args, size, steps, record):
     return best_img
 
 
+# ------------------------------------------------------------------------------------ the PyTorch peer
+
+def torch_method(method, args, size, record):
+    """The --objective in PyTorch (bench/peers.py's Torch: the same losses and weights, eager channels_last,
+    its fastest eager formulation), from the content, as a PyTorch user would optimise it:
+      torch-lbfgs  torch.optim.LBFGS as neural-style-pt sets it (history 100, tolerances off) with the
+                   strong-Wolfe line search, max_iter = max_eval = --lbfgs-evals; no pixel bounds (it has none);
+      torch-adam   torch.optim.Adam with seed 000's settings (lr 5, betas 0.99/0.999, eps 0.1: PyTorch adds
+                   eps after the bias correction, TF1 before), --adam-steps steps.
+    record(total) is called with every evaluation's loss."""
+    import torch
+
+    from legacy_nst import recipes, weights
+    from peers import Problem, Torch  # bench/peers.py (bench/ is this script's path)
+
+    recipe = recipes.override(recipes.get(OBJECTIVES[args.objective]["recipe"]), size=size, optimizer="lbfgs")
+    content, style = sized_inputs(args, size)
+    peer = Torch(Problem(args.objective, size, recipe, weights.load_weights(args.weights, recipe.network,
+                                                                            recipe.layers), content, style),
+                 channels_last=True)
+    image = torch.nn.Parameter(peer.image(content).contiguous())  # LBFGS flattens it: NCHW, viewed as channels_last
+
+    def closure():
+        opt.zero_grad()
+        loss = peer.loss(image.contiguous(memory_format=torch.channels_last))
+        loss.backward()
+        record(loss.item())
+        return loss
+
+    if method == "torch-lbfgs":
+        opt = torch.optim.LBFGS([image], lr=1, max_iter=args.lbfgs_evals, max_eval=args.lbfgs_evals,
+                                tolerance_grad=-1, tolerance_change=-1, history_size=100,
+                                line_search_fn="strong_wolfe")
+        opt.step(closure)
+    else:
+        opt = torch.optim.Adam([image], lr=5.0, betas=(0.99, 0.999), eps=0.1)
+        for _ in range(args.adam_steps):
+            opt.step(closure)
+
+
 # ------------------------------------------------------------------------------------------ the engine
 
 def engine_overrides(name, size, args):
     """The recipe fields each single-scale engine method changes in the preview recipe."""
     base = {"size": size, "init": "content", "result_image": "best"}
     return {
-        "lbfgs": dict(base, iterations=args.lbfgs_evals),
+        "lbfgs": dict(base, optimizer="lbfgs", iterations=args.lbfgs_evals),
         "adam": dict(base, optimizer="adam", iterations=args.adam_steps, learning_rate=5.0, beta1=0.99,
                      beta2=0.999, epsilon=0.1, clip=False),
         "descent": dict(base, optimizer="descent", iterations=args.adam_steps, learning_rate=10.0,
@@ -145,7 +208,8 @@ def engine_job(method, size, args):
     """The Job for an engine method (single scale, "auto", "auto:N" or "c2f:F×N,...")."""
     from legacy_nst import Job, Level
 
-    common = dict(content=args.content, styles=[args.style], recipe="preview", weights=args.weights, device="cpu")
+    common = dict(content=args.content, styles=[args.style], recipe=OBJECTIVES[args.objective]["recipe"],
+                  weights=args.weights, device="cpu")
     if method in ENGINE_METHODS:  # one level named explicitly: preview alone would run coarse to fine
         overrides = engine_overrides(method, size, args)
         return Job(overrides=overrides, schedule=[Level(size, overrides["iterations"])], **common)
@@ -181,6 +245,14 @@ def run_method(method, size, args, targets=None, cap=math.inf):
         eager_adam(args, size, args.adam_steps, lambda total: keep(time.perf_counter() - start, total))
         schedule = [{"shape": None, "iterations": args.adam_steps}]
         stopped = "finished"
+    elif method in PEER_METHODS:
+        iterations = args.lbfgs_evals if method == "torch-lbfgs" else args.adam_steps
+        schedule = [{"shape": None, "iterations": iterations}]
+        try:
+            torch_method(method, args, size, lambda total: keep(time.perf_counter() - start, total))
+            stopped = "finished"
+        except _Stop:
+            stopped = "reached the targets" if all(best[0] <= t for t in targets) else "time cap"
     else:
         def on_event(event):
             if isinstance(event, LevelStarted):
@@ -213,16 +285,17 @@ def seconds_per_evaluation(curve):
 # ------------------------------------------------------------------------------------------- reporting
 
 def measure_size(args, size):
+    reference_b = OBJECTIVES[args.objective]["reference_b"]
     print(f"\n=== {size} px: seed 000 eager Adam, {args.adam_steps} steps", flush=True)
     results = {"eager": run_method("eager", size, args)}
     target_a = results["eager"]["best"]
     print(f"    {results['eager']['seconds']:.1f} s, best {target_a:.6g}", flush=True)
-    print(f"=== {size} px: engine L-BFGS, {args.lbfgs_evals} evaluations", flush=True)
-    results["lbfgs"] = run_method("lbfgs", size, args)
-    target_b = results["lbfgs"]["best"]
-    print(f"    {results['lbfgs']['seconds']:.1f} s, best {target_b:.6g}", flush=True)
+    print(f"=== {size} px: {reference_b}, {args.lbfgs_evals} evaluations", flush=True)
+    results[reference_b] = run_method(reference_b, size, args)
+    target_b = results[reference_b]["best"]
+    print(f"    {results[reference_b]['seconds']:.1f} s, best {target_b:.6g}", flush=True)
     ref_a = results["eager"]["seconds"]
-    ref_b = time_to(results["lbfgs"]["curve"], target_b, 0.0)
+    ref_b = time_to(results[reference_b]["curve"], target_b, 0.0)
     cap = args.time_cap * max(ref_a, ref_b)
     for method in args.methods:
         if method in results:
@@ -237,23 +310,27 @@ def measure_size(args, size):
         r["a_ratio"] = None if r["time_to_a"] is None else r["time_to_a"] / ref_a
         r["b_ratio"] = None if r["time_to_b"] is None else r["time_to_b"] / ref_b
         r["seconds_per_evaluation"] = seconds_per_evaluation(r["curve"])
-    return {"size": size, "target_a": target_a, "target_b": target_b, "reference_a_seconds": ref_a,
+    return {"size": size, "objective": args.objective, "reference_b": reference_b,
+            "target_a": target_a, "target_b": target_b, "reference_a_seconds": ref_a,
             "reference_b_seconds": ref_b, "cap_seconds": cap, "methods": results}
 
 
 def describe(r):
     if r["method"] == "eager":
         return "seed 000 eager Adam"
+    if r["method"] in PEER_METHODS:
+        return f"{r['method']} (PyTorch, channels_last)"
     shapes = [f"{s['shape'][1]}:{s['iterations']}" for s in r["schedule"]]
     return f"{r['method']} ({', '.join(shapes)})"
 
 
 def print_table(m):
     ra, rb = m["reference_a_seconds"], m["reference_b_seconds"]
-    print(f"\n{m['size']} px long side: target (a) = {m['target_a']:.6g} (seed 000's best of its steps, "
-          f"{ra:.1f} s), target (b) = {m['target_b']:.6g} (single-scale L-BFGS's best, reached at {rb:.1f} s)")
+    print(f"\n{m['objective']} objective, {m['size']} px long side: target (a) = {m['target_a']:.6g} (seed 000's best "
+          f"of its steps, {ra:.1f} s), target (b) = {m['target_b']:.6g} ({m['reference_b']}'s best, reached at "
+          f"{rb:.1f} s)")
     print("| method (long side:evaluations per level) | s/eval (last level) | best total | to (a) s | ÷ seed 000 "
-          "| to (b) s | ÷ L-BFGS to (b) | ended |")
+          f"| to (b) s | ÷ {m['reference_b']} to (b) | ended |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for r in m["methods"].values():
         def cell(seconds, ratio, r=r):
@@ -265,8 +342,8 @@ def print_table(m):
         tb, b = cell(r["time_to_b"], r["b_ratio"])
         print(f"| {describe(r)} | {r['seconds_per_evaluation']:.3f} | {r['best']:.6g} | {ta} | {a} | {tb} | {b} "
               f"| {r['stopped']}, {r['final_evaluations']} evals, {r['seconds']:.0f} s |")
-    print(f"initial total (the content image): eager {m['methods']['eager']['initial']:.6g}, engine "
-          f"{m['methods']['lbfgs']['initial']:.6g} (the same objective written twice)")
+    print("initial total (the content image): " + ", ".join(f"{name} {r['initial']:.6g}" for name, r in
+                                                             m["methods"].items()) + " (the same objective)")
     auto = m["methods"].get("auto")
     if auto is not None:
         for key, limit, what in (("a_ratio", TARGETS["a_vs_eager"], "(a) in ≤ 2 % of seed 000's time"),
@@ -283,8 +360,12 @@ def main(argv=None):
     p.add_argument("--adam-steps", type=int, default=1000, help="seed 000's steps (and engine Adam/descent's)")
     p.add_argument("--lbfgs-evals", type=int, default=1000, help="single-scale L-BFGS evaluations: target (b)")
     p.add_argument("--c2f-evals", type=int, help="the budget `auto` splits over its levels (--lbfgs-evals)")
-    p.add_argument("--methods", default="adam,descent,auto,auto:300,c2f:0.25x100,0.5x100,1x800",
-                   help="engine methods besides eager and lbfgs (see the docstring); c2f levels keep their commas")
+    p.add_argument("--objective", choices=OBJECTIVES, default="shallow",
+                   help="shallow: the preview recipe's (default); whole: tf-eager-blog's VGG19 to block5_conv2, "
+                        "with the PyTorch peer (target (b) then from torch-lbfgs)")
+    p.add_argument("--methods", help="methods besides the two references (see the docstring); c2f levels keep "
+                                     "their commas (default: shallow adam,descent,auto,auto:300,"
+                                     "c2f:0.25x100,0.5x100,1x800; whole lbfgs,torch-adam)")
     p.add_argument("--time-cap", type=float, default=1.0,
                    help="stop a method after this × the longer reference time (seed 000's run, L-BFGS to (b))")
     p.add_argument("--rtol", type=float, default=1e-4,
@@ -292,16 +373,22 @@ def main(argv=None):
                         "seed 000's trajectory, and float32 sums of the two formulations differ in the 5th digit")
     p.add_argument("--content", default=str(SHARED / "images" / "tubingen.jpg"))
     p.add_argument("--style", default=str(SHARED / "images" / "starry_night.jpg"))
-    p.add_argument("--weights", default=str(SHARED / "weights" / "vgg19_partial_block1-3.npz"))
+    p.add_argument("--weights", help="default: ../shared/weights/vgg19_partial_block1-3.npz (shallow), "
+                                     "vgg19_full_q8.npz (whole)")
     p.add_argument("--json", default=str(ROOT / "bench" / "results" / "time_to_quality.json"))
     args = p.parse_args(argv)
-    args.methods = split_methods(args.methods)
+    args.weights = args.weights or str(SHARED / "weights" / OBJECTIVES[args.objective]["weights"])
+    args.methods = split_methods(args.methods or ("lbfgs,torch-adam" if args.objective == "whole" else
+                                                  "adam,descent,auto,auto:300,c2f:0.25x100,0.5x100,1x800"))
     args.c2f_evals = args.c2f_evals or args.lbfgs_evals
     sizes = [int(s) for s in args.sizes.split(",")]
 
     from legacy_nst import runtime  # noqa: F401  (TensorFlow imported, quietly, before any clock starts)
 
     from speed import machine  # bench/speed.py's description of the machine (bench/ is this script's path)
+
+    if args.objective == "whole":
+        import torch  # noqa: F401  (before any clock starts, like TensorFlow)
 
     info = machine()
     print(f"{info['cpu']}, {info['cores']} cores, TF {info['tensorflow']}; load average "
@@ -325,7 +412,7 @@ def split_methods(text):
     methods = []
     for part in text.split(","):
         if methods and methods[-1].startswith("c2f:") and not part.startswith(("c2f:", "auto")) \
-                and part not in ENGINE_METHODS and part != "eager":
+                and part not in ENGINE_METHODS + PEER_METHODS and part != "eager":
             methods[-1] += "," + part
         else:
             methods.append(part)

@@ -12,9 +12,12 @@ processes) or as tasks on a Ray cluster, and keeps a summary of every job.
 - OUT/summary.csv and OUT/summary.json list every job (status, reason, final losses, evaluations, seconds,
   where it ran, attempts) and are rewritten, atomically, after every job.
 - Local workers are processes (TensorFlow sessions in threads would share one thread pool), started once:
-  each imports TensorFlow once and keeps the weights it read (weights.load_weights_cached), and runs with
-  TF_NUM_INTRAOP_THREADS = OMP_NUM_THREADS = cores // workers. The same job gives the same bytes in any
-  mode: the result does not depend on the number of threads (tests/test_batch.py compares them).
+  each imports TensorFlow once and keeps the weights it read (weights.load_weights_cached).
+- Threads: every job runs with `cpus_per_job` threads (Job.threads; default 1) in every mode, inline, in a
+  worker process or as a Ray task, because oneDNN's float32 sums depend on the thread count (on an AVX2
+  EPYC 2 threads and 1 gave final losses 3.793e6 and 3.776e6). So a job gives the same bytes in any mode on
+  the same kind of machine (tests/test_batch.py compares them); on another CPU kind, the same image to
+  float32 tolerance.
 - Ray: each job is one task asking for `cpus_per_job` CPUs (or one GPU, for device "gpu", or "auto" on a
   cluster with GPUs; a worker that ran a GPU task is not reused). Nothing travels as a path: the driver
   reads and checks every input once and puts it in the object store (decoded images, mask files, the
@@ -44,6 +47,7 @@ import multiprocessing.connection
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -51,9 +55,9 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint as checkpoints
-from . import interrupts, runner
+from . import identity, interrupts, runner
 from .atomic import atomic_path, temp_stem, write_text
-from .errors import UserError, WriteError
+from .errors import ThreadsFixed, UserError, WriteError
 from .events import LevelFinished, LevelStarted, Saved
 from .outputs import OutputPaths, _pid_alive
 
@@ -62,7 +66,7 @@ SUMMARY_COLUMNS = ("name", "status", "reason", "evaluations", "final_total", "se
                    "resumed_from", "output")
 CHECKPOINTS_PER_JOB = 4  # save_every = budget / this, for jobs whose recipe source saves nothing
 INTERRUPT_GRACE = 60.0  # seconds running jobs get to keep their partial image and records after Ctrl-C
-THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS")  # per worker: cores // workers
+THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS")  # per worker: its jobs' threads
 POLL = 0.5  # seconds between looks at the workers (a result wakes the driver at once)
 RAY_INSTALL = "--ray needs Ray, which is not installed: pip install -e '.[ray]' (or pip install 'ray>=2.10')"
 LOCK_NAME = ".batch.lock"  # OUT/.batch.lock: the batch writing OUT (host, boot id, pid, its workers' pids)
@@ -729,33 +733,10 @@ def _described_as_given(data, job):
 
 # ---------------------------------------------------------------- the driver
 
-def _describe(value):
-    """A job input for the settings digest: a path with its size and modification time, or an array digest."""
-    if isinstance(value, np.ndarray):
-        return hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()
-    if value is None:
-        return None
-    try:
-        stat = os.stat(value)
-        return [str(value), stat.st_size, stat.st_mtime_ns]
-    except OSError:
-        return str(value)
-
-
-@functools.lru_cache(maxsize=256)
-def _algorithm(recipe):
-    return recipe.algorithm()
-
-
 def job_key(job):
-    """Digest of everything that decides a job's outputs: a done job with the same key is not run again."""
-    recipe = _recipe_of(job)
-    described = {"recipe": _algorithm(recipe), "recipe_name": recipe.name, "content": _describe(job.content),
-                 "styles": [[_describe(s.image), s.weight] for s in job.styles], "seed": job.seed,
-                 "init_image": _describe(job.init_image), "levels": [dataclasses.astuple(l) for l in
-                                                                      job.levels(recipe)],
-                 "weights": _describe(job.weights), "device": job.device}
-    return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """Digest of everything that decides a job's outputs (identity.of_job, budget included): a done job
+    with the same key is not run again."""
+    return identity.of_job(job).key()
 
 
 def _with_output(job, index, out_dir):
@@ -960,7 +941,8 @@ def run_jobs(jobs, out_dir, workers=1, ray_address=None, on_progress=None, *, re
     `ray start` made, or $RAY_ADDRESS), "HOST:PORT", "local" (a one-machine cluster started for this call on
     127.0.0.1), or None (no Ray); if Ray is already initialised in this process, that connection is used.
     on_progress(Progress) is called whenever a job starts or ends. retries: attempts after a worker died.
-    cpus_per_job: CPUs each Ray task asks for (default 1). UserError for bad jobs, before anything runs."""
+    cpus_per_job: each job's threads in every mode (a Job's own `threads` wins), and the CPUs each Ray task
+    asks for (default 1). UserError for bad jobs, before anything runs."""
     if workers < 1:
         raise UserError(f"--workers {workers}: must be at least 1")
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
@@ -971,7 +953,9 @@ def run_jobs(jobs, out_dir, workers=1, ray_address=None, on_progress=None, *, re
     out_dir = Path(out_dir).absolute()  # the driver's: a Ray task never resolves a path of its own
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir}: is not a directory")
-    jobs = [_with_output(job, i, out_dir) for i, job in enumerate(jobs)]
+    threads = max(1, int(cpus_per_job or 1))
+    jobs = [_with_output(job if job.threads else dataclasses.replace(job, threads=threads), i, out_dir)
+            for i, job in enumerate(jobs)]
     _check_names(jobs, out_dir)  # before anything is made: a refused batch leaves nothing behind
     made = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -1062,11 +1046,25 @@ def _run(jobs, out_dir, workers, ray_address, on_progress, retries, cpus_per_job
     return outcomes
 
 
+def _inline_can_run(cpus_per_job):
+    """Whether this process can run jobs with `cpus_per_job` threads: yes until its TensorFlow has run
+    with another count (a notebook's or a test's earlier run), which TensorFlow cannot change; then the jobs
+    go to one worker process, so that they give the bytes they give in every other mode."""
+    if "tensorflow" not in sys.modules:
+        return True
+    from .runtime import fix_threads
+
+    try:
+        fix_threads(max(1, int(cpus_per_job or 1)))
+    except ThreadsFixed:
+        return False
+    return True
+
+
 def _pool(workers, ray_address, cpus_per_job, count, on_worker, retries):
     if ray_address is not None:
         return _Ray(ray_address, cpus_per_job, retries, slots=workers if workers > 1 else None)
     if workers == 1:
-        return _Inline()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    workers = min(workers, count)
-    return _Processes(workers, max(1, cores // workers), on_worker)
+        return _Inline() if _inline_can_run(cpus_per_job) else _Processes(1, max(1, int(cpus_per_job or 1)),
+                                                                          on_worker)
+    return _Processes(min(workers, count), max(1, int(cpus_per_job or 1)), on_worker)

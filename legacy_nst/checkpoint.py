@@ -6,37 +6,24 @@ and array (presence, shape, dtype, finiteness) and `check_matches` compares the 
 built, naming what differs.
 """
 import dataclasses
-import hashlib
 import json
 import math
 import os
 
 import numpy as np
 
+from . import identity
 from .errors import UserError
+from .identity import digest
 
 FORMAT = "legacy-nst checkpoint 2"
 
 
-def digest(*arrays):
-    """sha256 of arrays' shapes and bytes (the inputs as the run saw them, after loading)."""
-    h = hashlib.sha256()
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        h.update(str((a.shape, a.dtype.str)).encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
 def fingerprint(recipe, content, styles, blend, init_image, seed, sizes, extra=None):
-    """What a resumed run must share with the run that made the checkpoint (budgets may grow); the weights'
-    digest is added as "weights" once they are read (`weights_digest`). `extra`: other settings of the job
-    that change the numbers (colour mode, style scales, masks)."""
-    algorithm = {k: v for k, v in recipe.algorithm().items() if k not in ("iterations", "size")}
-    return json.loads(json.dumps({
-        "algorithm": algorithm, "content": digest(content), "styles": [digest(s) for s in styles],
-        "blend": [float(w) for w in blend], "init_image": None if init_image is None else digest(init_image),
-        "seed": seed, "sizes": list(sizes), **(extra or {})}))
+    """What a resumed run must share with the run that made the checkpoint (identity.of_arrays; budgets may
+    grow); the weights' digest is added as "weights" once they are read (`weights_digest`). `extra`: the
+    job's colour mode, style scales and mask digests (preserve_colors, style_scales, masks)."""
+    return identity.of_arrays(recipe, content, styles, blend, init_image, seed, sizes, **(extra or {}))
 
 
 def weights_digest(params):

@@ -8,3 +8,8 @@ class UserError(Exception):
 class WriteError(Exception):
     """A file could not be written (disk full, a size limit, a file that appeared meanwhile): the environment
     failed, not the program (exit 1). The message names the file and the reason."""
+
+
+class ThreadsFixed(UserError):
+    """A run asked for a CPU thread count other than the one this process's TensorFlow already runs with
+    (TensorFlow fixes it at its first run): the result would not be the bytes that count gives."""

@@ -31,7 +31,7 @@ import os
 import re
 from dataclasses import dataclass, field, replace
 
-from . import images, recipes, sizing
+from . import identity, images, recipes, sizing
 from .architecture import canonical_layer, conv_layers, deepest_layer, layer_depth
 from .atomic import write_text
 from .errors import UserError
@@ -101,6 +101,7 @@ class Figure:
     notes: tuple = ()  # where this run differs from the paper, written on the sheet
     missing: dict = field(default_factory=dict)  # (row, col): why a cell of the paper is not in `cells`
     adjustable: tuple = ()  # the Settings fields this figure accepts: "content_layer", "style_layers"
+    column_inputs: tuple = ()  # an image path (or None: not given) above each column (figure 2's paintings)
 
     @property
     def jobs(self):
@@ -198,6 +199,12 @@ def figure_1(content, styles, settings=Settings()):
                   (("content", content), ("style", style)), tuple(cells))
 
 
+def style_path(text):
+    """The file of a --style argument: PATH, or KEY=PATH with KEY one of the paintings' keys."""
+    key, sep, rest = str(text).partition("=")
+    return rest if sep and key in {p.key for p in PAINTINGS} else str(text)
+
+
 def _matched_styles(styles):
     """{painting key: path} from the --style files: KEY=PATH, or a file named after the painting."""
     keys = {p.key: p for p in PAINTINGS}
@@ -205,7 +212,7 @@ def _matched_styles(styles):
     for text in map(str, styles):
         key, sep, rest = text.partition("=")
         if sep and key in keys:
-            painting, path = keys[key], rest
+            painting, path = keys[key], style_path(text)
         else:
             painting, path = painting_of(text), text
             if painting is None:
@@ -235,10 +242,9 @@ def figure_2(content, styles, settings=Settings()):
             continue
         cells.append(Cell(0, k, name, _job(settings, name, content, [matched[painting.key]],
                                           style_weight=10.0 ** -painting.ratio_exponent, **overrides)))
-    inputs = (("A: content", content),) + tuple(
-        (f"{p.letter}: {p.title}", matched[p.key]) for p in PAINTINGS if p.key in matched)
-    return Figure("2", "Fig. 2 (CVPR Fig. 3): the photograph in the style of five paintings", ("",),
-                  tuple(labels), inputs, tuple(cells), tuple(notes), missing, allowed)
+    return Figure("2", "Fig. 2 (CVPR Fig. 3): the photograph in the style of five paintings",
+                  ("the photograph A in the style of the painting above",), tuple(labels), (("A: content", content),),
+                  tuple(cells), tuple(notes), missing, allowed, tuple(matched.get(p.key) for p in PAINTINGS))
 
 
 def figure_3(content, styles, settings=Settings()):
@@ -338,17 +344,43 @@ def check_inputs(figure, reference=None):
         image_files(figure.cells[0].job.normalise_on)
 
 
+OUTPUTS = ("sheet.png", "cells.csv")  # in DIR, beside DIR/cells/
+
+
+def check_out(out_dir, inputs, overwrite=False):
+    """Refuse (UserError) an --out that is a file, an input (flag, path) that is one of the figure's outputs
+    (DIR/sheet.png, DIR/cells.csv, anything under DIR/cells), or a sheet or table the figure did not make
+    (no DIR/cells beside it) unless `overwrite`."""
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise UserError(f"--out {out_dir}: is a file; give a directory (it is created if absent)")
+    outputs = {os.path.realpath(os.path.join(out_dir, name)) for name in OUTPUTS}
+    cells = os.path.realpath(os.path.join(out_dir, "cells"))
+    for flag, path in inputs:
+        if path is None:
+            continue
+        real = os.path.realpath(style_path(path) if flag == "--style" else str(path))
+        if real in outputs or real.startswith(cells + os.sep):
+            raise UserError(f"{flag} {path}: is one of the figure's outputs in --out {out_dir}; copy it elsewhere "
+                            "or choose another --out")
+    present = [name for name in OUTPUTS if os.path.lexists(os.path.join(out_dir, name))]
+    if present and not overwrite and not os.path.isdir(os.path.join(out_dir, "cells")):
+        raise UserError(f"--out {out_dir}: holds {', '.join(present)} that no figure run made (there is no "
+                        f"{os.path.join(out_dir, 'cells')}); pass --overwrite to replace, or choose another --out")
+
+
 def cell_paths(out_dir, cell):
     base = os.path.join(out_dir, "cells", cell.name)
     return f"{base}.png", f"{base}.json"
 
 
+def identity_path(out_dir, cell):
+    return os.path.join(out_dir, "cells", f"{cell.name}.identity.json")
+
+
 def recorded_as(job):
-    """What a finished cell's NAME.json must hold (its STEM.json from the runner) to be this job's result."""
-    return json.loads(json.dumps({
-        "content": job.content, "styles": [{"image": s.image, "weight": s.weight} for s in job.styles],
-        "seed": job.seed, "weights": job.weights, "normalise_on": list(job.normalise_on),
-        "algorithm": job.resolved_recipe().algorithm()}))
+    """What a finished cell's DIR/cells/NAME.identity.json must hold to be this job's result (identity.of_job:
+    the inputs' bytes, not their paths)."""
+    return identity.of_job(job).record()
 
 
 def _read_json(path):
@@ -359,21 +391,30 @@ def _read_json(path):
         raise UserError(f"{path}: cannot be read ({exc}); remove it or pass --overwrite") from None
 
 
-def finished_cells(figure, out_dir):
-    """{name: its NAME.json} for the cells already done: image and JSON present, made by the same job.
-    A cell made with other settings is refused (UserError) rather than shown as if it were this run's."""
-    done = {}
+def finished_cells(figure, out_dir, say=print):
+    """{name: its NAME.json} for the cells already done: image, JSON and identity present, made by the same
+    job. A cell whose input files changed (or with no identity, from an older version) is run again, saying
+    so; a cell made with other settings is refused (UserError) rather than shown as if it were this run's."""
+    done, stale = {}, []
     for cell in figure.cells:
         image, settings = cell_paths(out_dir, cell)
         if not (os.path.isfile(image) and os.path.isfile(settings)):
             continue
-        saved, want = _read_json(settings), recorded_as(cell.job)
-        differ = [k for k in want if k != "algorithm" and saved.get(k) != want[k]]
-        differ += [k for k in want["algorithm"] if saved.get("algorithm", {}).get(k) != want["algorithm"][k]]
+        recorded = identity_path(out_dir, cell)
+        differ = identity.differences(_read_json(recorded), recorded_as(cell.job)) if os.path.isfile(recorded) \
+            else list(identity.INPUTS)
+        settings_differ = [k for k in differ if k not in identity.INPUTS]
+        if settings_differ:
+            raise UserError(f"{out_dir}: cell {cell.name} was made with other settings "
+                            f"({', '.join(settings_differ)}); pass --overwrite to redo the figure, or choose "
+                            "another --out")
         if differ:
-            raise UserError(f"{out_dir}: cell {cell.name} was made with other settings ({', '.join(differ)}); "
-                            "pass --overwrite to redo the figure, or choose another --out")
-        done[cell.name] = saved
+            stale.append(cell.name)
+        else:
+            done[cell.name] = _read_json(settings)
+    if stale:
+        say(f"{len(stale)} cell{'s' * (len(stale) > 1)} made from other input files (changed since, or not "
+            f"recorded): {', '.join(stale)}; running {'them' if len(stale) > 1 else 'it'} again")
     return done
 
 
@@ -451,6 +492,7 @@ def sheet(figure, out_dir, outcome, subtitle="", reference=None):
     tile = max(128, min(256, max((im.shape[0] for im in cells.values()), default=256)))
     return figure_sheet(cells, figure.row_labels, figure.col_labels,
                         inputs=[(label, images.load_image(path)) for label, path in figure.inputs],
+                        column_inputs=[path and images.load_image(path) for path in figure.column_inputs],
                         title=f"Gatys, Ecker & Bethge 2016, {figure.title}\n{subtitle}".strip(),
                         reference=reference, missing=reasons(figure, outcome), tile_height=tile)
 
@@ -474,8 +516,9 @@ def render(figure, out_dir, overwrite=False, say=print, workers=1, ray_address=N
     on."""
     from .batch import run_jobs
 
-    records = {} if overwrite else finished_cells(figure, out_dir)
+    records = {} if overwrite else finished_cells(figure, out_dir, say)
     todo = [cell for cell in figure.cells if cell.name not in records]
+    wanted = {cell.name: recorded_as(cell.job) for cell in todo}  # before the run: the files it read
     if figure.missing:
         say(f"figure {figure.key}: {len(figure.missing)} of {len(figure.cells) + len(figure.missing)} cells left "
             f"out ({'; '.join(sorted(set(figure.missing.values())))}); the sheet shows them as such")
@@ -497,6 +540,7 @@ def render(figure, out_dir, overwrite=False, say=print, workers=1, ray_address=N
                                          retries=0) if jobs else []):
         if done.status == "done":
             records[cell.name] = _read_json(done.files["settings"])
+            write_text(identity_path(out_dir, cell), json.dumps(wanted[cell.name], indent=1))
         elif done.status == "failed":
             outcome.failed[cell.name] = done.reason
         elif outcome.stopped is None:

@@ -97,6 +97,8 @@ class Job:
     weights: str | None = None  # VGG weight file; None: the canonical file, found or downloaded
     normalise_on: tuple = ()  # images (files or directories) to rescale the VGG on, as the paper (normalise.py)
     device: str = "auto"
+    threads: int | None = None  # CPU threads of the run's TensorFlow session; None: one per core. The bytes
+    # of a result depend on it (float32 sums split over threads): same machine kind and threads, same bytes
     tile: int | None = None  # px: evaluate in tiles of at most this size; None: only where one graph won't fit
     output: Output = Output()
     resume: str | None = None  # a checkpoint to continue
@@ -114,6 +116,9 @@ class Job:
         object.__setattr__(self, "overrides", dict(self.overrides))
         normalise_on = (self.normalise_on,) if isinstance(self.normalise_on, (str, Path)) else self.normalise_on
         object.__setattr__(self, "normalise_on", tuple(map(str, normalise_on)))
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or self.threads < 1):
+            raise UserError(f"threads {self.threads!r}: must be a whole number of at least 1 (or None)")
 
     def resolved_recipe(self):
         """The recipe with the overrides applied and checked (UserError naming the field otherwise)."""

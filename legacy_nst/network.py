@@ -2,7 +2,8 @@
 
 The network takes an RGB image in 0..255 and does Keras' "caffe" preprocessing itself, so every optimiser
 and clip works on plain pixels. It is built only as deep as the deepest layer a loss reads: VGG19 up to
-block3_conv1 is 5 convolutions instead of 16.
+block3_conv1 is 5 convolutions instead of 16. How each convolution and its gradient are computed depends on
+where the graph runs (default_conv: a rule from measurement, keyed on the CPU's flags).
 """
 import numpy as np
 
@@ -46,10 +47,11 @@ def _conv3x3(x, kernel, flipped):
 
     Computed as the transposed convolution of `flipped` (the kernel turned 180° with its in and out
     channels swapped), which is the same sum (with oneDNN, the same bits as Conv2D on a variable filter).
-    The reason is oneDNN: TensorFlow reorders a Conv2D filter into oneDNN's blocked layout (and caches it)
-    only when the filter is a graph constant; a variable's filter is convolved in its plain HWIO layout,
-    up to 1.7× slower at 512 px. Conv2DBackpropInput reorders its filter on every run and is as fast as the
-    cached forward (bench/README.md), so both directions use it; the gradient is TF's own for a Conv2D."""
+    The reason is oneDNN on AVX-512: TensorFlow reorders a Conv2D filter into oneDNN's blocked layout (and
+    caches it) only when the filter is a graph constant; a variable's filter is convolved in its plain HWIO
+    layout, up to 1.7× slower at 512 px on an AVX-512 Xeon. Conv2DBackpropInput reorders its filter on every
+    run and was as fast there as the cached forward (bench/README.md), so both directions use it; the
+    gradient is TF's own for a Conv2D. On AVX2 the opposite holds (default_conv, _conv3x3_forward)."""
 
     @tf.custom_gradient
     def conv(x, kernel, flipped):
@@ -69,23 +71,63 @@ def _conv3x3(x, kernel, flipped):
     return conv(x, kernel, flipped)
 
 
-CONVS = ("transposed", "plain")
+def _conv3x3_forward(x, kernel, flipped):
+    """The same convolution with both directions as forward Conv2D: y = conv2d(x, kernel) and the input
+    gradient conv2d(dy, flipped) (a 3 × 3 SAME stride-1 transposed convolution is the correlation with the
+    kernel turned 180°, in and out channels swapped). For CPUs without AVX-512, where oneDNN's forward kernel
+    is twice as fast as its backward-data one (default_conv); Grappler still fuses the forward with its bias
+    and ReLU (_FusedConv2D in the trace)."""
+
+    @tf.custom_gradient
+    def conv(x, kernel, flipped):
+        def grad(dy):
+            return tf.nn.conv2d(dy, flipped, strides=1, padding="SAME"), None, None
+
+        return tf.nn.conv2d(x, kernel, strides=1, padding="SAME"), grad
+
+    return conv(x, kernel, flipped)
 
 
-def default_conv(device):
-    """The faster convolution where the graph runs: oneDNN's workaround on a CPU, plain Conv2D (cuDNN, which
-    picks its own algorithms and layouts, TF32 on Ampere and later where TensorFlow enables it) on a GPU."""
+CONVS = ("transposed", "plain", "forward")
+
+
+def cpu_flags(cpuinfo="/proc/cpuinfo"):
+    """The instruction-set flags of this machine's CPU ("avx2", "avx512f", ...); empty where unknown."""
+    try:
+        with open(cpuinfo) as f:
+            line = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return frozenset()
+    return frozenset(line.partition(":")[2].split())
+
+
+def default_conv(device, flags=None):
+    """The fastest formulation where the graph runs, a rule from measurement (bench/peers.py):
+
+    - a GPU: "plain" Conv2D (cuDNN picks its own algorithms and layouts, TF32 on Ampere and later);
+    - a CPU with AVX-512 ("avx512f" in `flags`, default cpu_flags()): "transposed", oneDNN's workaround
+      measured on an AVX-512 Xeon, where its Conv2DBackpropInput ran at 0.93 × numpy's matmul rate; not
+      re-measured since (no such CPU at hand), so kept as it was;
+    - any other CPU (measured on a 2-core AVX2 AMD EPYC): "forward", because there oneDNN's backward-data
+      kernel is the slow one: Conv2DBackpropInput took twice as long as a forward Conv2D of the same size
+      (7.9 s against 3.9 s for the shallow objective's six convolutions at 512 × 384), so both directions
+      run as forward convolutions, and an evaluation costs 0.64 × the transposed form's."""
     on_gpu = device != "cpu" and bool(tf.config.list_physical_devices("GPU"))
-    return "plain" if on_gpu else "transposed"
+    if on_gpu:
+        return "plain"
+    return "transposed" if "avx512f" in (cpu_flags() if flags is None else flags) else "forward"
 
 
 class VGG:
     """The conv stack up to `deepest`, its weights held once (see _lazy_weight) and shared by every call.
 
-    conv="transposed" is the CPU path (_conv3x3's oneDNN workaround, a second, flipped copy of each kernel);
-    "plain" is tf.nn.conv2d, for GPUs. Both compute the same sums (tests/test_network.py)."""
+    `conv` is one of CONVS (default: default_conv's choice for this machine): "transposed" (_conv3x3, oneDNN's
+    workaround for AVX-512) and "forward" (_conv3x3_forward, for other CPUs) keep a second, flipped copy of
+    each kernel; "plain" is tf.nn.conv2d and its own gradient, for GPUs. All compute the same sums
+    (tests/test_network.py)."""
 
-    def __init__(self, network, params, deepest, pooling="max", conv="transposed"):
+    def __init__(self, network, params, deepest, pooling="max", conv=None):
+        conv = conv or default_conv("auto")
         if pooling not in POOLINGS:
             raise UserError(f"unknown pooling {pooling!r}; use max or avg")
         if conv not in CONVS:
@@ -99,7 +141,7 @@ class VGG:
             if name == names[0]:
                 # The caffe preprocessing's RGB->BGR swap, folded into the first kernel's input channels.
                 kernel = kernel[:, :, ::-1, :]
-            flipped = _lazy_weight(kernel, f"{name}_flipped", flip=True) if conv == "transposed" else None
+            flipped = _lazy_weight(kernel, f"{name}_flipped", flip=True) if conv != "plain" else None
             self._params[name] = (_lazy_weight(kernel, f"{name}_kernel"), _lazy_weight(bias, f"{name}_bias"),
                                   flipped)
 
@@ -112,8 +154,12 @@ class VGG:
                 pool = tf.nn.max_pool2d if self.pooling == "max" else tf.nn.avg_pool2d
                 x = pool(x, ksize=2, strides=2, padding="VALID")
             kernel, bias, flipped = self._params[name]
-            y = (_conv3x3(x, kernel, flipped) if self.conv == "transposed"
-                 else tf.nn.conv2d(x, kernel, strides=1, padding="SAME"))
+            if self.conv == "transposed":
+                y = _conv3x3(x, kernel, flipped)
+            elif self.conv == "forward":
+                y = _conv3x3_forward(x, kernel, flipped)
+            else:
+                y = tf.nn.conv2d(x, kernel, strides=1, padding="SAME")
             x = tf.nn.relu(tf.nn.bias_add(y, bias))
             features[name] = x
         return features

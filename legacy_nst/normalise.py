@@ -42,7 +42,6 @@ from . import images
 from .architecture import conv_layers
 from .atomic import atomic_path
 from .errors import UserError
-from .network import FeatureProbe
 from .weights import md5sum
 
 CACHE_VERSION = 1
@@ -73,6 +72,8 @@ def image_files(paths):
 def mean_activations(params, network, pooling, images_rgb, layers, config=None):
     """{layer: (C,) float64} mean activation (after ReLU) of each filter over every position of every image
     (RGB 0..255 arrays of any sizes) in `images_rgb`."""
+    from .network import FeatureProbe  # TensorFlow: not for image_files, which identity.py uses
+
     sums, counts = {}, {}
     with FeatureProbe(network, params, layers, pooling, config) as probe:
         for rgb in images_rgb:
@@ -114,13 +115,27 @@ def cache_path(weights_path, key):
     return weights_path.with_name(f"{weights_path.name}.norm-{key}.npz")
 
 
-def _read_cache(path, layers):
-    """The cached means of `layers`, or None when the file is absent, unreadable or lacks a layer."""
+def _read_cache(path, params, layers):
+    """(the cached means of `layers`, None) or (None, why the file cannot be used); (None, None) when absent.
+    A usable cache holds, for every layer, one finite non-negative mean per filter of that layer."""
+    if not os.path.lexists(path):
+        return None, None
     try:
-        with np.load(path) as cache:
-            return {layer: cache[f"mean/{layer}"].astype(np.float64) for layer in layers}
-    except (OSError, KeyError, ValueError):
-        return None
+        with np.load(path, allow_pickle=False) as cache:
+            means = {}
+            for layer in layers:
+                if f"mean/{layer}" not in cache.files:
+                    return None, f"it has no means for {layer}"
+                means[layer] = cache[f"mean/{layer}"].astype(np.float64)
+    except Exception as exc:  # a truncated or foreign file: zipfile, numpy and the OS raise many types
+        return None, f"unreadable ({type(exc).__name__})"
+    for layer, value in means.items():
+        filters = params[layer][1].shape
+        if value.shape != filters:
+            return None, f"its means for {layer} have shape {value.shape}, the layer has {filters[0]} filters"
+        if not np.isfinite(value).all() or (value < 0).any():
+            return None, f"its means for {layer} are not finite non-negative numbers"
+    return means, None
 
 
 def _write_cache(path, means):
@@ -147,7 +162,13 @@ def normalised_weights(params, network, pooling, image_paths, weights_path, size
     files = image_files(image_paths)
     layers = [name for name in conv_layers(network) if name in params]
     path = cache_path(weights_path, fingerprint(weights_path, network, pooling, files, size))
-    means = _read_cache(path, layers)
+    means, bad = _read_cache(path, params, layers)
+    if bad:
+        warnings.warn(f"{path}: a bad normalisation cache ({bad}); discarded, measuring the means again")
+        try:
+            os.remove(path)
+        except OSError:
+            pass  # a read-only folder: _write_cache says so
     if means is None:
         progress = tqdm(files, desc="normalising VGG: mean activations", unit="image", leave=False)
         means = mean_activations(params, network, pooling, sized_images(progress, size), layers, config)

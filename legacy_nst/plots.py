@@ -75,3 +75,38 @@ def save_loss_plot(rows, term_names, weights, path, title="Loss per evaluation")
     with atomic_path(path) as tmp:
         writer(tmp)
     return labels
+
+
+def comparison_figure(panels, difference, difference_label, tile_height=256):
+    """One row of labelled images (label, RGB 0..255) and a signed difference map with its colour bar, as an
+    RGB uint8 array about `tile_height` px high per image.
+
+    Each panel is as wide as its image's aspect ratio asks (no padding to the widest), the difference on
+    matplotlib's "RdBu_r" (a diverging map: white where the images agree, red where the first is lighter,
+    blue where darker), its limits symmetric at the 99th percentile of |difference| so one outlier does
+    not wash the map out."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    ratios = [image.shape[1] / image.shape[0] for _, image in panels] + [difference.shape[1] / difference.shape[0]]
+    title_px, bar_px = 40, 70  # the labels above the images, the colour bar and its ticks beside the last one
+    width_px = sum(r * tile_height for r in ratios) + 6 * (len(ratios) + 1) + bar_px
+    fig = Figure(figsize=(width_px / DPI, (tile_height + title_px + 12) / DPI), dpi=DPI)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(ratios), gridspec_kw={"width_ratios": ratios, "wspace": 0.03, "left": 0.005,
+                                                     "right": 1 - bar_px / width_px, "top": tile_height / (
+                                                         tile_height + title_px + 12) + 0.01, "bottom": 0.01})
+    fontsize = 11 if tile_height >= 160 else 8
+    for ax, (label, image) in zip(axes, panels):
+        ax.imshow(np.clip(image, 0, 255).astype(np.uint8), interpolation="lanczos")
+        h, w = image.shape[:2]
+        ax.set_title(f"{label}\n{w}×{h} px", fontsize=fontsize)
+        ax.set_axis_off()
+    limit = max(1.0, float(np.percentile(np.abs(difference), 99)))
+    shown = axes[-1].imshow(difference, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+    axes[-1].set_title(difference_label, fontsize=fontsize)
+    axes[-1].set_axis_off()
+    bar = fig.colorbar(shown, ax=axes[-1], fraction=0.08, pad=0.02)
+    bar.ax.tick_params(labelsize=fontsize - 1)
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()

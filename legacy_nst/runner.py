@@ -132,7 +132,10 @@ def prepare(job):
     for level in levels:
         check_sizes(dataclasses.replace(recipe, size=level.size), content.shape, [s.shape for s in styles],
                     scales)
+    from .runtime import fix_threads
     from .transfer import check_device  # TensorFlow: imported once the inputs are known to be good
+
+    fix_threads(job.threads)  # before any session of this run: the float sums depend on it
 
     tiles = _tiles(recipe, levels, content.shape, [s.shape for s in styles], scales, masks, job.tile)
     check_device(job.device)
@@ -157,7 +160,7 @@ def prepare(job):
         # every layer the file holds: one measurement (cached beside it) then serves runs of any depth
         held = weights.load_weights(path, recipe.network, weights.present_conv_layers(path, recipe.network))
         params = normalised_weights(held, recipe.network, recipe.pooling, job.normalise_on, path,
-                                    config=session_config(job.device))
+                                    config=session_config(job.device, job.threads))
     fingerprint = dict(inputs, weights=checkpoints.weights_digest(params))
     if resume is not None:
         checkpoints.check_matches(job.resume, resume, fingerprint, shape)
@@ -333,7 +336,8 @@ class _Execution:
         if state is not None:
             tracker.restore(plan.resume.tracker_meta, plan.resume.tracker_arrays)
         size_label = level.size if level.size is not None else f"{content.shape[1]}x{content.shape[0]}"
-        common = dict(blend=plan.blend, seed=plan.job.seed, device=plan.job.device, init_image=init)
+        common = dict(blend=plan.blend, seed=plan.job.seed, device=plan.job.device, threads=plan.job.threads,
+                      init_image=init)
         tile, why = plan.tiles[k] or (None, "")
         if tile is None:
             transfer = Transfer(recipe, content, styles, plan.params, masks=masks, **common)
@@ -402,6 +406,8 @@ class _Execution:
         self._saved("settings", paths.write_text(paths.settings, json.dumps(self._settings(), indent=1)))
 
     def _settings(self):
+        from .runtime import threads_in_effect
+
         plan = self.plan
         job = plan.job
 
@@ -411,6 +417,7 @@ class _Execution:
         return {"name": job.name, "content": described(job.content),
                 "styles": [{"image": described(s.image), "weight": s.weight} for s in job.styles],
                 "init_image": described(job.init_image), "seed": job.seed, "device": job.device,
+                "threads": threads_in_effect(),
                 "weights": job.weights, "normalise_on": list(job.normalise_on),
                 "schedule": [dataclasses.asdict(level) for level in plan.levels],
                 "recipe": plan.recipe.name, "overrides": dict(job.overrides),

@@ -67,12 +67,14 @@ def _scaled(image, height):
 
 
 def figure_sheet(cells, row_labels, col_labels, inputs=(), title="", reference=None, missing=(),
-                 tile_height=256, font_size=None, pad=None):
+                 tile_height=256, font_size=None, pad=None, column_inputs=()):
     """The labelled grid as an RGB uint8 array (H, W, 3).
 
     cells: {(row index, col index): RGB image, float 0..255 or uint8}; an absent cell is drawn as a grey tile
     with its reason from `missing` ({(row, col): "not run: needs block4 weights"} or pairs), else "not run".
-    inputs: (label, image) pairs shown in a strip above the grid. reference: the paper's figure (an image
+    inputs: (label, image) pairs shown in a strip above the grid. column_inputs: one image (or None: a grey
+    "not given" box) per column, half a tile high, centred above its column (figure 2's paintings, so each
+    stands over its own result whichever are missing). reference: the paper's figure (an image
     array or a file path), shown on the right labelled "paper", as tall as the inputs and grid together.
     font_size defaults to tile_height / 12 (at least 12 px), pad to tile_height / 32 (at least 4 px).
     """
@@ -105,7 +107,12 @@ def figure_sheet(cells, row_labels, col_labels, inputs=(), title="", reference=N
     body_right = left + max(grid_w, strip_w)
 
     col_band = max(text.height(lines) for lines in col_lines) + pad
-    body_h = (strip_label_h + size + pad if strip else 0) + col_band + n_rows * size + (n_rows - 1) * pad
+    small = size // 2
+    above = [None if image is None else _scaled(image, small) for image in column_inputs]
+    above = [im if im is None or im.width <= w else im.resize((w, max(1, round(im.height * w / im.width))))
+             for im, w in zip(above, col_w)]
+    above_h = small + pad if column_inputs else 0
+    body_h = (strip_label_h + size + pad if strip else 0) + above_h + col_band + n_rows * size + (n_rows - 1) * pad
     panel = None
     if reference is not None:
         ref = load_image(os.fspath(reference)) if isinstance(reference, (str, os.PathLike)) else reference
@@ -127,6 +134,19 @@ def figure_sheet(cells, row_labels, col_labels, inputs=(), title="", reference=N
             sheet.paste(im, (x, y + strip_label_h))
             x += im.width + pad
         y += strip_label_h + size + pad
+    if column_inputs:
+        x = left
+        for im, w in zip(above, col_w):
+            if im is None:
+                box_w = min(w, round(small * 4 / 3))
+                x0 = x + (w - box_w) // 2
+                draw.rectangle((x0, y, x0 + box_w - 1, y + small - 1), fill=MISSING_FILL)
+                text.draw(draw, text.wrap("not given", box_w - 2 * pad), (x0, y, x0 + box_w, y + small),
+                          fill=MISSING_INK)
+            else:
+                sheet.paste(im, (x + (w - im.width) // 2, y + small - im.height))
+            x += w + pad
+        y += above_h
     x = left
     for lines, w in zip(col_lines, col_w):
         text.draw(draw, lines, (x, y, x + w, y + col_band - pad), valign="bottom")

@@ -51,9 +51,12 @@ def check_device(device):
         raise UserError("--device gpu: TensorFlow sees no GPU here; use --device cpu or auto")
 
 
-def session_config(device):
+def session_config(device, threads=None):
+    """The session's settings; `threads` (None: one per core) sizes its own pool as runtime.fix_threads has
+    sized the process's kernels' pool."""
     check_device(device)
     config = tf.compat.v1.ConfigProto(device_count={"GPU": 0} if device == "cpu" else {})
+    config.intra_op_parallelism_threads = threads or 0
     # The VGG graph is one chain: running two ops at once only makes their oneDNN kernels share the cores
     # (bench/README.md). The session's own inter-op pool, or TF uses the first session's in the process.
     config.inter_op_parallelism_threads = 1
@@ -91,7 +94,7 @@ class Transfer(_Level):
     """One run's graph, session and optimiser. Targets are computed here, once, then held fixed."""
 
     def __init__(self, recipe, content, styles, params, blend=None, seed=0, device="auto", init_image=None,
-                 masks=None):
+                 masks=None, threads=None):
         """`masks`: None, or one (H, W) mask per style at the content's size (None for an unmasked style):
         each masked style then gets its own guided-Gram term instead of the blend."""
         self.recipe = recipe
@@ -106,7 +109,7 @@ class Transfer(_Level):
             probe = tf.compat.v1.placeholder(tf.float32, (1, None, None, 3), name="probe")
             probe_features = vgg(probe)
             grams = {layer: gram(probe_features[layer], recipe.gram_norm) for layer in recipe.style_layers}
-            self.session = tf.compat.v1.Session(graph=self.graph, config=session_config(device))
+            self.session = tf.compat.v1.Session(graph=self.graph, config=session_config(device, threads))
             content_targets = self.session.run({l: probe_features[l][0:1] for l in recipe.content_layers},
                                                {probe: content[None]})
             style_grams = [self.session.run(grams, {probe: style[None]}) for style in styles]
@@ -146,7 +149,7 @@ class TiledTransfer(_Level):
     loss and gradient equal the untiled ones (tests/test_tiling.py); targets are computed in tiles too."""
 
     def __init__(self, recipe, content, styles, params, blend=None, seed=0, device="auto", init_image=None,
-                 tile=512):
+                 tile=512, threads=None):
         from .tiling import TiledObjective
 
         reason = untileable(recipe)
@@ -154,7 +157,7 @@ class TiledTransfer(_Level):
             raise UserError(f"{recipe.name} cannot run in tiles: {reason}")
         self.recipe = recipe
         self.content, self.styles = content, styles
-        self.objective = TiledObjective(recipe, params, tile, config=session_config(device),
+        self.objective = TiledObjective(recipe, params, tile, config=session_config(device, threads),
                                         conv=default_conv(device))
         self.objective.hold(*self.objective.targets(content, styles, blend))
         x0 = initial_image(recipe, content, styles, seed) if init_image is None else init_image

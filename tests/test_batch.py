@@ -239,7 +239,10 @@ def test_local_one_by_one_records_failures_and_goes_on(reference, jobs_file):
         assert rows[name]["status"] == "done" and outcomes[name].status == "done"
         assert float(rows[name]["final_total"]) == outcomes[name].result.history[-1]["total"]
         assert (out / name / f"{name}.png").is_file() and (out / name / f"{name}.checkpoint.npz").is_file()
-        assert rows[name]["where"] == f"{os.uname().nodename}:{os.getpid()}"
+        here = f"{os.uname().nodename}:{os.getpid()}"
+        # in this process, unless an earlier test's run fixed its TensorFlow to another thread count: then
+        # one worker process runs them, so that they give the bytes they give in every other mode
+        assert (rows[name]["where"] == here) == batch._inline_can_run(1), rows[name]["where"]
     assert int(rows["victim"]["evaluations"]) >= VICTIM_EVALUATIONS
     for name, reason in FAILING.items():
         assert rows[name]["status"] == "failed" and reason in rows[name]["reason"], rows[name]

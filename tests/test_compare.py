@@ -128,7 +128,7 @@ def test_foreign_png_scores_and_writes_the_report(params, tmp_path):
     markdown = (out / "metrics.md").read_text()
     assert "| content block3_conv2 | MSE" in markdown and "SSIM" in markdown
     with Image.open(out / "comparison.png") as img:
-        assert img.height == 96 + 18 + 8 and img.mode == "RGB"
+        assert 96 <= img.height <= 96 + 60 and img.mode == "RGB"
 
 
 def test_identical_result_and_reference_write_inf_psnr_as_text(params, content, style, tmp_path):
@@ -144,8 +144,90 @@ def test_bad_inputs_say_what_to_do(params, content, style, tmp_path):
         compare.score(np.zeros((1, 40, 3)), content, style, params=params, size=SIDE)
     with pytest.raises(UserError, match="SSIM needs at least 11 px"):
         compare.score(content, content, style, reference=np.zeros((8, 8, 3)), params=params, size=SIDE)
-    with pytest.raises(UserError, match="2 non-negative weights"):
+    with pytest.raises(UserError, match="2 finite non-negative weights"):
         compare.score(content, content, [style, style], style_weights=[1], params=params, size=SIDE)
     (tmp_path / "file").write_text("x")
     with pytest.raises(UserError, match="is a file"):
         compare.write_comparison(tmp_path / "file", {}, np.zeros((4, 4, 3)))
+
+
+def test_metrics_say_what_each_number_means_beside_reference_points(params, content, style):
+    """Issue 24.3: "relative" defined, the content photo and the style image scored the same way, resizes
+    listed."""
+    result = images.resize(content, (24, 32), "lanczos")
+    m = compare.score(result, content, style, reference=content, params=params, size=48)
+    points = m["reference_points"]
+    assert list(points) == ["content photo", "style image", "reference"]
+    assert all(d["relative"] == 0 for d in points["content photo"]["content"].values())
+    # the photo is far from the painting's statistics, the painting far from the photo's features
+    photo_style = [d["relative"] for d in points["content photo"]["style"].values()]
+    painting_content = [d["relative"] for d in points["style image"]["content"].values()]
+    assert min(photo_style) > 0.05 and min(painting_content) > 0.05
+    assert "result 32×24 → 48×36 px (the working size, --size, Lanczos)" in m["resized"]
+    assert any(line.startswith("result 32×24 → 64×48 px (to the reference's size for SSIM") for line in m["resized"])
+    markdown = compare.metrics_markdown(m)
+    assert "Σ(F − P)² / ΣP²" in markdown and "‖G − A‖² / ‖A‖²" in markdown
+    assert "| term | result | content photo | style image | reference |" in markdown
+    assert "the content photo itself SSIM" in markdown and "## Resized before scoring" in markdown
+    assert "layers the preview recipe's (the weights stop before block 4)" in markdown
+
+
+def test_recipe_chooses_the_layers_and_says_so(params, content, style, vgg19_h5):
+    m = compare.score(content, content, style, params=params, size=SIDE, recipe="preview")
+    assert m["layers"] == {"content": ["block3_conv2"], "style": ["block1_conv1", "block2_conv1", "block3_conv1"]}
+    assert m["layers_from"] == "the preview recipe's"
+    full = weights.load_weights(vgg19_h5, "vgg19", weights.present_conv_layers(vgg19_h5, "vgg19"))
+    assert compare.chosen_layers(full)[1:] == (["block4_conv2"], list(compare.PAPER_LAYERS[1]),
+                                               "the paper's (the whole network)")
+    assert compare.chosen_layers(full, "tf-eager-blog")[1][0] == "block5_conv2"
+
+
+def test_the_difference_panel_is_a_colour_map_and_the_row_has_no_gaps(content, style):
+    """Agreement is white on the diverging map (not black noise); panels are as wide as their images."""
+    sheet = compare.comparison_sheet(content, style, content, tile_height=160)
+    h, w = sheet.shape[:2]
+    widths = 160 * (content.shape[1] / content.shape[0]) * 3 + 160 * style.shape[1] / style.shape[0]
+    assert widths < w < widths + 160  # the colour bar and small margins, no padding to the widest tile
+    panel = sheet[h // 2 - 10: h // 2 + 10, int(w - 70 - 0.4 * 160): int(w - 70 - 0.2 * 160)]
+    assert panel.min() > 235  # zero difference: the map's white centre
+
+
+def cli_compare(capsys, out, *extra, content=SHARED_IMAGES / "tubingen.jpg", real=None):
+    argv = ["compare", SHARED_IMAGES / "tubingen.jpg", "--content", content, "--style",
+            SHARED_IMAGES / "starry_night.jpg", "--out", out, "--size", 48, *extra]
+    from support import run_main
+    return run_main(argv + (["--weights", real] if real else []), capsys)
+
+
+@pytest.mark.parametrize("case", ["nan weight", "inf weight", "input is an output", "earlier comparison",
+                                  "too large"])
+def test_bad_compare_is_one_line_exit_2_and_replaces_nothing(case, real_weights, tmp_path, capsys):
+    """Issues 20.3, 20.4, 20.14."""
+    out = tmp_path / "out"
+    out.mkdir()
+    earlier = out / "comparison.png"
+    Image.new("RGB", (8, 8), "red").save(earlier)
+    before = earlier.read_bytes()
+    extra = {"nan weight": ["--style-blend-weights", "nan"], "inf weight": ["--style-blend-weights", "inf"],
+             "input is an output": ["--overwrite"], "earlier comparison": [], "too large": ["--size", 60000]}[case]
+    content = earlier if case == "input is an output" else SHARED_IMAGES / "tubingen.jpg"
+    if case in ("nan weight", "inf weight", "too large"):
+        earlier.unlink()
+        before = None
+    code, _, err = cli_compare(capsys, out, *extra, content=content, real=real_weights)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert {"nan weight": "finite non-negative weights", "inf weight": "finite non-negative weights",
+            "input is an output": "is compare's own output comparison.png",
+            "earlier comparison": "pass --overwrite", "too large": "--size 60000: comparing at"}[case] in err
+    assert sorted(p.name for p in out.iterdir()) == ([] if before is None else ["comparison.png"])
+    if before is not None:
+        assert earlier.read_bytes() == before
+
+
+def test_overwrite_replaces_an_earlier_comparison(real_weights, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert cli_compare(capsys, out, real=real_weights)[0] == 0
+    first = (out / "metrics.json").read_text()
+    code, stdout, err = cli_compare(capsys, out, "--overwrite", "--recipe", "preview", real=real_weights)
+    assert code == 0, err
+    assert "layers the preview recipe's" in stdout and (out / "metrics.json").read_text() != first

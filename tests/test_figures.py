@@ -222,3 +222,77 @@ def test_bad_input_is_one_line_and_writes_nothing(case, real_weights, tmp_path, 
     assert {"figure": "no such figure", "reference": "notes.txt: not an image", "shallow": "--content-layer conv3_2",
             "style": "cannot tell which of the paper's paintings"}[case] in err
     assert not out.exists()
+
+
+def test_a_cell_whose_content_file_changed_at_the_same_path_is_redone(real_weights, tmp_path, capsys, monkeypatch):
+    """Issue 20.2: the cells are tied to the inputs' bytes (identity.of_job), not to their paths."""
+    content, _ = write_pair(tmp_path / "in", shape=(24, 32))
+    out, started = tmp_path / "fig2", []
+    real_attempt = batch.attempt
+    monkeypatch.setattr(batch, "attempt", lambda job, where="": started.append(job.name) or real_attempt(job, where))
+    argv = ["figure", "2", "--content", content, "--style", SHIPWRECK, "--out", out, "--size", 32,
+            "--iterations", 2, "--weights", real_weights, *SHALLOW_FLAGS]
+    assert run_main(argv, capsys)[0] == 0 and started == ["styled-B_shipwreck"]
+    code, stdout, _ = run_main(argv, capsys)  # unchanged: nothing runs
+    assert code == 0 and len(started) == 1 and "1 of 1 cells already done" in stdout
+    first = (out / "cells" / "styled-B_shipwreck.png").read_bytes()
+    Image.fromarray(np.full((24, 32, 3), 200, np.uint8)).save(content)  # another photo at the same path
+    code, stdout, err = run_main(argv, capsys)
+    assert code == 0, err
+    assert len(started) == 2 and "made from other input files (changed since, or not recorded): styled-B_shipwreck" in stdout
+    assert (out / "cells" / "styled-B_shipwreck.png").read_bytes() != first
+
+
+@pytest.mark.parametrize("case", ["reference is the sheet", "content under cells", "foreign sheet"])
+def test_files_the_figure_did_not_make_are_never_replaced(case, real_weights, tmp_path, capsys):
+    """Issue 20.3: `--reference D/sheet.png --out D` overwrote the reference."""
+    out = tmp_path / "out"
+    (out / "cells").mkdir(parents=True)
+    mine = out / ("cells/photo.png" if case == "content under cells" else "sheet.png")
+    Image.open(TUEBINGEN).convert("RGB").resize((64, 48)).save(mine)
+    if case == "foreign sheet":
+        (out / "cells").rmdir()
+    before = mine.read_bytes()
+    extra = {"reference is the sheet": ["--reference", mine], "content under cells": [], "foreign sheet": []}[case]
+    argv = ["figure", "2", "--content", mine if case == "content under cells" else TUEBINGEN, "--style", SHIPWRECK,
+            "--out", out, "--size", 32, "--iterations", 2, "--weights", real_weights, *SHALLOW_FLAGS, *extra]
+    code, _, err = run_main(argv, capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert ("no figure run made" if case == "foreign sheet" else "is one of the figure's outputs") in err
+    assert mine.read_bytes() == before and not (out / "cells.csv").exists()
+
+
+def test_figure_2_puts_each_painting_over_its_column_and_names_the_row(tmp_path):
+    """Issue 24.7: with paintings missing, the inputs row and the results row misaligned; cells.csv's row was
+    empty."""
+    figure = figures.figure_2(TUEBINGEN, [STARRY, NUDE])
+    assert figure.column_inputs == (None, str(STARRY), None, str(NUDE), None)
+    assert figure.inputs == (("A: content", TUEBINGEN),)
+    outcome = figures.Outcome({}, {})
+    rows = list(csv.DictReader(figures.cells_table(figure, tmp_path, outcome).splitlines()))
+    assert all(r["row"] for r in rows)
+    paintings = [images.resize(images.load_image(str(p)), (20, 32), "lanczos") for p in (STARRY, NUDE)]
+    sheet = figures.figure_sheet({}, ("row",), ("a", "b", "c", "d", "e"), column_inputs=[None, paintings[0], None,
+                                                                                         paintings[1], None],
+                                 tile_height=64)
+    plain = figures.figure_sheet({}, ("row",), ("a", "b", "c", "d", "e"), tile_height=64)
+    assert sheet.shape[0] == plain.shape[0] + 32 + 4 and sheet.shape[1] == plain.shape[1]
+
+
+def test_a_diverged_cell_exits_0_with_the_sheet_and_a_line_saying_so(real_weights, tmp_path, capsys, monkeypatch):
+    """Issue 24.7: `figure 3` exited 1 when one cell diverged although the sheet was written."""
+    real_attempt = batch.attempt
+
+    def attempt(job, where=""):
+        if job.name == "styled-C_starry_night":
+            return batch.Outcome(job.name, status="failed", reason="the loss became inf", output=job.output.path)
+        return real_attempt(job, where)
+
+    monkeypatch.setattr(batch, "attempt", attempt)
+    out = tmp_path / "fig2"
+    code, stdout, err = run_main(["figure", "2", "--content", TUEBINGEN, "--style", SHIPWRECK, STARRY, "--out", out,
+                                  "--size", 32, "--iterations", 2, "--weights", real_weights, *SHALLOW_FLAGS], capsys)
+    assert code == 0 and (out / "sheet.png").is_file()
+    assert "cell styled-C_starry_night did not finish (the loss became inf); the sheet shows it" in err
+    statuses = {r["cell"]: r["status"] for r in read_cells(out) if r["cell"]}
+    assert statuses == {"styled-B_shipwreck": "done", "styled-C_starry_night": "not finished: the loss became non-finite"}

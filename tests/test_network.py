@@ -239,9 +239,11 @@ def test_min_input_side_rejects_unknown_layers():
         architecture.min_input_side("vgg16", ["block3_conv4"])
 
 
-def test_the_gpu_convolution_computes_what_the_cpu_one_does():
-    """The plain Conv2D path a GPU takes (default_conv) against the CPU's transposed-convolution path, here on
-    the CPU: the same activations and the same image gradient, so a GPU run optimises the same objective."""
+def test_every_convolution_formulation_computes_what_plain_conv2d_does():
+    """The formulations default_conv chooses between (the transposed one on AVX-512, two forward Conv2Ds
+    elsewhere, plain Conv2D on a GPU), here all on the CPU: the same activations and the same image gradient
+    as tf.nn.conv2d with its own gradient, so every machine optimises the same objective. The chosen one for
+    this machine is among them."""
     params = weights.synthetic_weights("vgg19", seed=4)
     rgb = rgb_batch(n=1, side=24)
     out = {}
@@ -254,9 +256,25 @@ def test_the_gpu_convolution_computes_what_the_cpu_one_does():
             fetch = (features, tf.gradients(loss, image)[0])
             with tf.compat.v1.Session(graph=graph) as session:
                 out[conv] = session.run(fetch, {image: rgb})
-    (fa, ga), (fb, gb) = out["transposed"], out["plain"]
-    for name in fa:
-        assert_close_activation(fb[name], fa[name], name)
-    np.testing.assert_allclose(gb, ga, rtol=1e-3, atol=1e-3 * np.abs(ga).max())
-    assert network.default_conv("cpu") == "transposed"
-    assert network.default_conv("auto") == ("plain" if tf.config.list_physical_devices("GPU") else "transposed")
+    assert network.default_conv("cpu") in out
+    fa, ga = out["plain"]
+    for conv in ("transposed", "forward"):
+        fb, gb = out[conv]
+        for name in fa:
+            assert_close_activation(fb[name], fa[name], name)
+        np.testing.assert_allclose(gb, ga, rtol=1e-3, atol=1e-3 * np.abs(ga).max(), err_msg=conv)
+
+
+def test_the_convolution_formulation_follows_the_cpu_flags(tmp_path):
+    """AVX-512 keeps the transposed workaround it was tuned on; other CPUs (AVX2, measured) and CPUs whose
+    flags cannot be read get forward Conv2D both ways; a GPU gets plain Conv2D."""
+    assert network.default_conv("cpu", flags=frozenset({"sse4_2", "avx2", "avx512f", "avx512bw"})) == "transposed"
+    assert network.default_conv("cpu", flags=frozenset({"sse4_2", "avx2", "fma"})) == "forward"
+    assert network.default_conv("cpu", flags=frozenset()) == "forward"
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 fma\n\n")
+    assert network.cpu_flags(cpuinfo) == {"fpu", "sse2", "avx", "avx2", "fma"}
+    assert network.cpu_flags(tmp_path / "absent") == frozenset()
+    expected = "transposed" if "avx512f" in network.cpu_flags() else "forward"
+    assert network.default_conv("cpu") == expected
+    assert network.default_conv("auto") == ("plain" if tf.config.list_physical_devices("GPU") else expected)

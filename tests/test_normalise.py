@@ -1,5 +1,6 @@
 """The paper's unit-mean normalisation on the genuine VGG19 blocks 1-3, measured independently of the code
 under test: features are read through network.FeatureProbe and averaged with numpy."""
+import re
 from pathlib import Path
 
 import numpy as np
@@ -187,3 +188,36 @@ def test_image_set_errors_name_the_path(tmp_path):
         normalise.image_files(tmp_path / "empty")
     with pytest.raises(UserError, match="missing: no such file"):
         normalise.image_files([tmp_path / "missing"])
+
+
+@pytest.mark.parametrize("damage", ["truncated", "wrong shape", "infinities"])
+def test_a_bad_cache_is_named_discarded_and_measured_again(damage, genuine, weights_link, tmp_path, monkeypatch):
+    """Issue 20.12: BadZipFile, ValueError and a run blaming the learning rate, before."""
+    image_dir = _small_images(tmp_path / "imgs", count=1)
+    calls = []
+    measure = normalise.mean_activations
+    monkeypatch.setattr(normalise, "mean_activations", lambda *a, **k: calls.append(1) or measure(*a, **k))
+
+    def run():
+        return normalise.normalised_weights(genuine, "vgg19", "max", image_dir, weights_link, size=32)
+
+    good = run()
+    path = normalise.cache_path(weights_link, normalise.fingerprint(
+        weights_link, "vgg19", "max", normalise.image_files(image_dir), 32))
+    with np.load(path) as cache:
+        means = {k: cache[k] for k in cache.files}
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    else:
+        means["mean/block2_conv1"] = np.ones(5) if damage == "wrong shape" else np.full(128, np.inf)
+        np.savez(path, **means)
+    reason = {"truncated": "unreadable", "wrong shape": "block2_conv1 have shape (5,)",
+              "infinities": "block2_conv1 are not finite"}[damage]
+    named = f"{re.escape(path.name)}: a bad normalisation cache \\(.*{re.escape(reason)}.*measuring"
+    with pytest.warns(UserWarning, match=named):
+        again = run()
+    assert len(calls) == 2
+    for layer in LAYERS:
+        np.testing.assert_array_equal(again[layer][0], good[layer][0])
+    run()  # the cache written again is good: read back
+    assert len(calls) == 2

@@ -95,7 +95,9 @@ def test_every_link_is_relative_and_exists_and_nothing_external(tree):
     sources = page.attrs("img", "src")
     links = page.attrs("a", "href")
     ids = set(page.attrs("article", "id")) | set(page.attrs("section", "id"))
-    assert len(sources) == 8  # sheet, comparison, EVIL's result; tubingen's result, grid, loss plot, 2 iterations
+    # the gallery: the sheet, EVIL's and tubingen's results, the comparison (deep has no image); then the cards:
+    # the sheet, the comparison, EVIL's result; tubingen's result, grid, loss plot, 2 iterations
+    assert len(sources) == 4 + 8
     for url in sources + links:
         if url.startswith("#"):
             assert url[1:] in ids, url
@@ -116,12 +118,14 @@ def test_tables_hold_the_values(tree):
     assert ("descent.eps", "1e-08") in rows and ("style_layers", '["block1_conv1"]') in rows
     assert ("ssim", "0.8123") in rows and ("gram_distance.conv1_1", "4.5") in rows
     assert ("conv1_1", "1e-3", "cells/r0c0.png", "123.5") in rows and ("conv2_1", "1e-4", "", "") in rows
-    # final and lowest of each term; tv is empty in every row so it is no term; total comes first
+    # first, final and at the lowest total of each term; tv is empty in every row so it is no term; total first
     losses = [r for r in rows if r[0] in ("total", "content", "style", "tv", "denoise")]
-    assert losses[:3] == [("total", "1", "1"), ("content", "0.25", "0.25"), ("style", "0.75", "0.75")]
-    assert ("denoise", "2", "2") in losses and not [r for r in losses if r[0] == "tv"]
+    assert losses[:3] == [("total", "1000", "1", "1"), ("content", "400", "0.25", "0.25"),
+                          ("style", "600", "0.75", "0.75")]
+    assert ("denoise", "2", "2", "2") in losses and not [r for r in losses if r[0] == "tv"]
     text = "".join(page.text)
-    assert "40 evaluations · iteration 4 · size 64 → 128 px · 3.5 s" in text
+    assert "40 evaluations (4 iterations) · size 64 → 128 px · 3.5 s" in text
+    assert "at the lowest total (evaluation 40)" in text
 
 
 def test_text_is_escaped(tree):
@@ -184,3 +188,137 @@ def test_bad_directory(tmp_path):
     (tmp_path / "index.html").mkdir()  # writing the page fails (root ignores permission bits, this does not)
     with pytest.raises(UserError, match="index.html: cannot be written"):
         write_report(tmp_path, say=lambda line: None)
+
+
+def test_nothing_outside_the_folder_is_read(tree, tmp_path_factory):
+    """Issue 20.9: a symlinked RUN.json or RUN_losses.csv pointing elsewhere was read into the page."""
+    outside = tmp_path_factory.mktemp("outside")
+    (outside / "secret.json").write_text(json.dumps({"password": "hunter2"}))
+    (outside / "secret_losses.csv").write_text("size,iteration,evaluations,total,seconds\n8,0,1,31337,0.1\n")
+    (tree / "runs" / "tubingen.json").unlink()
+    (tree / "runs" / "tubingen.json").symlink_to(outside / "secret.json")
+    (tree / "runs" / "leak_losses.csv").symlink_to(outside / "secret_losses.csv")
+    html, page, _ = report(tree)
+    assert "hunter2" not in html and "31337" not in html and "password" not in html
+    text = "".join(page.text)
+    assert "skipped runs/tubingen.json: a link to a file outside this folder: not read" in text
+    assert "skipped runs/leak_losses.csv: a link to a file outside this folder" in text
+
+
+def test_pipes_deep_json_and_odd_names_never_stop_the_page(tree):
+    """Issues 20.10 and 20.11: a FIFO named *_losses.csv blocked forever; a RUN.json nested 3000 deep and a
+    file name with the bytes \\xff\\xfe gave no page at all."""
+    import signal
+
+    os.mkfifo(tree / "runs" / "pipe_losses.csv")
+    (tree / "runs" / "tubingen.json").write_text("[" * 3000 + "]" * 3000)
+    odd = os.fsdecode(b"odd\xff\xfe")
+    (tree / "runs" / f"{odd}_losses.csv").write_text(LOG)
+    png(tree / "runs" / f"{odd}.png")
+    signal.alarm(60)  # a blocking read fails the test instead of hanging the suite
+    try:
+        html, page, said = report(tree)
+    finally:
+        signal.alarm(0)
+    text = "".join(page.text)
+    assert "skipped runs/pipe_losses.csv: not a regular file (a pipe, socket or device): not read" in text
+    assert "could not read runs/tubingen.json: nested too deeply to read" in text
+    assert "odd\\xff\\xfe" in text and said.endswith("5 runs, 1 figure, 1 comparison")
+    assert "runs/odd%FF%FE.png" in page.attrs("img", "src")
+
+
+def test_a_page_report_did_not_write_is_kept_and_depth_must_be_positive(tree, capsys):
+    """Issues 20.3 and 20.11."""
+    from support import run_main
+
+    hand = tree / "index.html"
+    hand.write_text("<html>my own notes</html>")
+    code, _, err = run_main(["report", tree], capsys)
+    assert code == 2 and "not a page this report wrote; pass --overwrite" in err and len(err.splitlines()) == 1
+    assert hand.read_text() == "<html>my own notes</html>"
+    assert run_main(["report", tree, "--overwrite"], capsys)[0] == 0 and "my own notes" not in hand.read_text()
+    assert run_main(["report", tree], capsys)[0] == 0  # its own page is replaced without the flag
+    code, _, err = run_main(["report", tree, "--depth", "-5"], capsys)
+    assert code == 2 and "--depth -5: must be 0" in err
+
+
+def test_lbfgs_runs_read_evaluations_and_the_lowest_total_row(tmp_path):
+    """Issue 24.4: every L-BFGS run read "iteration 0"; "lowest content_weighted" 0 came from evaluation 1."""
+    (tmp_path / "r_losses.csv").write_text(
+        "size,iteration,evaluations,total,content_weighted,style_weighted,seconds\n"
+        "32,0,1,100,0,100,0.1\n32,0,2,50,10,40,0.2\n32,0,3,60,15,45,0.3\n")
+    html, page, _ = report(tmp_path)
+    text = "".join(page.text)
+    assert "3 evaluations · size 32 px" in text and "iteration" not in text
+    assert ("content_weighted", "0", "15", "10") in page.rows()  # first, final, at the lowest total
+    assert "at the lowest total (evaluation 2)" in text
+
+
+def test_sweeps_are_a_grid_over_their_keys_in_the_gallery(tmp_path):
+    for weight in ("1e-3", "10.0"):  # a value with a dash stays one value
+        for seed in ("1", "2"):
+            name = f"sweep-style_weight={weight}-seed={seed}"
+            (tmp_path / name / f"{name}_losses.csv").parent.mkdir()
+            (tmp_path / name / f"{name}_losses.csv").write_text(LOG)
+            png(tmp_path / name / f"{name}.png")
+    _, page, _ = report(tmp_path)
+    grid = [t for t in page.tables if t and t[0][0] == "style_weight \\ seed"]
+    assert len(grid) == 1 and grid[0][0] == ["style_weight \\ seed", "1", "2"]
+    assert [row[0] for row in grid[0][1:]] == ["1e-3", "10.0"]
+
+
+def chromium_screenshot(page, path, width, height):
+    """Headless Chromium's screenshot of `page` in a width × height window (apt-get install chromium)."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.fail("no chromium on PATH: the report's screenshot test needs it (apt-get install -y chromium)")
+    with tempfile.TemporaryDirectory() as profile:
+        done = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                               "--no-first-run", f"--user-data-dir={profile}", f"--screenshot={path}",
+                               f"--window-size={width},{height}", f"file://{page}"],
+                              capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0 and os.path.isfile(path), done.stderr[-2000:]
+    return np.asarray(Image.open(path).convert("RGB")).astype(int)
+
+
+RUN_COLOURS = [(230, 40, 40), (40, 180, 60), (40, 80, 230), (230, 190, 30), (170, 40, 200), (30, 200, 210)]
+
+
+def many_runs(directory, count=27):
+    """`count` runs as a batch leaves them (a 2 × 2 sweep among them), each result one saturated colour, with
+    settings, a loss plot and snapshots, and a figure."""
+    settings = {"recipe": "preview", "algorithm": {f"field_{i}": i for i in range(40)}}
+    names = [f"sweep-style_weight={w}-seed={s}" for w in ("0.1", "10.0") for s in ("1", "2")]
+    names += [f"job-{i}" for i in range(count - len(names))]
+    for i, name in enumerate(names):
+        folder = directory / name
+        png(folder / f"{name}.png", (96, 72), RUN_COLOURS[i % len(RUN_COLOURS)])
+        png(folder / f"{name}_losses.png", (800, 500), (250, 250, 250))
+        for n in (10, 20, 30):
+            png(folder / f"{name}_at_evaluation_{n}.png", (96, 72), (120, 120, 120))
+        (folder / f"{name}_losses.csv").write_text(LOG)
+        (folder / f"{name}.json").write_text(json.dumps(settings))
+    png(directory / "fig" / "sheet.png", (900, 400), (250, 250, 250))
+    (directory / "fig" / "cells.csv").write_text("row,column,cell,status\n" + "r,c,x,done\n" * 20)
+
+
+def test_the_page_scans_in_headless_chromium(tmp_path):
+    """Issue 24.4: 27 runs made a page over 30 000 px tall with no gallery. Now the gallery (the results'
+    colours) is in the first screen at a desktop and a phone width, and the whole page is bounded."""
+    many_runs(tmp_path / "out")
+    page = write_report(tmp_path / "out", say=lambda line: None)
+    background = np.array([0xf5, 0xf6, 0xf8])
+    for width, height, colours in ((1280, 800, len(RUN_COLOURS)), (390, 844, 4)):
+        first = chromium_screenshot(page, tmp_path / f"first_{width}.png", width, height)
+        found = [np.all(np.abs(first - colour) < 6, axis=-1).sum() for colour in RUN_COLOURS]
+        # the gallery's thumbnails in the first screen: all six colours on a desktop, four on a phone
+        assert sum(n > 500 for n in found) >= colours, (width, found)
+    tall = chromium_screenshot(page, tmp_path / "whole.png", 1280, 12000)
+    rows = np.nonzero(np.any(np.abs(tall - background).max(axis=-1) > 3, axis=1))[0]
+    # measured 8 667 px (Chromium 1280 px wide): about 270 px a run card, the gallery and the figure above
+    assert rows[-1] < 10000, rows[-1]

@@ -2,12 +2,10 @@
 Bethge (CVPR 2016) with the paper's settings per cell (legacy_nst.figures): DIR/cells/NAME.png per cell,
 DIR/cells.csv and DIR/sheet.png. Rerunning the same command continues an interrupted figure."""
 import dataclasses
-import os
 import sys
 
 from .. import batch, figures, weights
-from ..cli import EXIT_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, PROG, positive_int
-from ..errors import UserError
+from ..cli import EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, PROG, positive_int
 
 
 def build_parser(p):
@@ -49,8 +47,9 @@ def main(args):
                            dataclasses.replace(settings, weights=str(path)))
     figure = figures.fit_to_weights(figure, weights.present_conv_layers(path, "vgg19"), str(path))
     figures.check_inputs(figure, args.reference)
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise UserError(f"--out {args.out}: is a file; give a directory (it is created if absent)")
+    figures.check_out(args.out, [("--content", args.content), ("--reference", args.reference)]
+                      + [("--style", s) for s in args.style] + [("--normalise-on", p) for p in args.normalise_on],
+                      args.overwrite)
     say = (lambda text: None) if args.quiet else print
     subtitle = figures.describe_run(figure, settings)
     with batch.sigterm_as_interrupt() as received:
@@ -62,6 +61,7 @@ def main(args):
         return EXIT_SIGTERM if received else EXIT_SIGINT
     table, sheet = figures.write_outputs(figure, args.out, outcome, subtitle, args.reference)
     print(f"wrote {sheet} and {table} ({len(outcome.records)} cells done, {len(figure.missing)} left out)")
-    for name, message in outcome.failed.items():
-        print(f"{PROG}: cell {name}: {message}", file=sys.stderr)
-    return EXIT_FAILED if outcome.failed else EXIT_OK
+    for name, message in outcome.failed.items():  # the sheet is written and shows it: the figure succeeded
+        print(f"{PROG}: cell {name} did not finish ({message}); the sheet shows it as \"not finished\"",
+              file=sys.stderr)
+    return EXIT_OK
