@@ -19,7 +19,7 @@ setup(
         "matplotlib>=3.8",  # the loss plot (plots.py), imported only when one is drawn
     ],
     extras_require={"test": ["pytest>=8", "hypothesis>=6.100", "keras>=3", "nbclient>=0.10", "nbformat>=5.9",
-                             "ipykernel>=6.29"], "ray": ["ray>=2.10"],
+                             "ipykernel>=6.29"], "ray": ["ray[default]>=2.10"],
                     # bench/peers.py's PyTorch peer only; the engine never imports it
                     "bench": ["torch>=2.4"]},
     entry_points={"console_scripts": ["legacy-nst=legacy_nst.cli:entry_point"]},

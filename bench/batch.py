@@ -14,12 +14,17 @@ in a fresh child process so that each pays its own start-up:
   workers     run_jobs(workers=--workers): worker processes, TF_NUM_INTRAOP_THREADS = cores // workers
   ray         run_jobs on a one-machine Ray cluster on 127.0.0.1 (num_cpus = cores, 1 CPU per task); the
               cluster's start is timed apart (a batch normally finds its cluster running)
+  cluster     run_jobs on a two-node cluster on loopback (head 127.0.0.2, worker 127.0.0.3, one CPU each,
+              the worker in its own mount namespace that cannot see the driver's files; tests/test_cluster.py
+              starts it): every input, checkpoint and output through Ray's object store
 
 Per job, from the Outcome timings (legacy_nst.batch.attempt): start-up = the TensorFlow import (and, for
 `process`, the whole interpreter start: the child's wall time minus the job's own timings), counted on the
 job that paid it and averaged over all jobs; prepare = inputs, checkpoint and weights (read once per process,
 then weights.load_weights_cached); graph = building the graph, the session and the targets; optimise =
-the evaluations; write = result image, losses and settings. Throughput = jobs / wall seconds of the mode.
+the evaluations; write = result image, losses and settings; dispatch = the seconds the driver waited on a
+job beyond the job's own (queueing, Ray's scheduling, moving inputs and files). Throughput = jobs / wall
+seconds of the mode.
 CPU s/job (the process CPU seconds of each attempt) is shown beside the wall times, as other work on a
 shared machine inflates the wall times of whichever mode it overlaps.
 Every mode's result images are compared byte for byte with the inline mode's. Writes --json.
@@ -64,6 +69,20 @@ def child(args):
     if args.child == "process":
         outcome, = batch.run_jobs([jobs[args.index]], args.out)
         print(json.dumps({"outcome": outcome.record()}))
+        return
+    if args.child == "cluster":
+        sys.path.insert(0, str(ROOT / "tests"))
+        from test_cluster import Cluster
+
+        began = time.perf_counter()
+        cluster = Cluster([tempfile.gettempdir() + "/pytest-of-root", str(ROOT), str(SHARED.resolve())])
+        try:
+            cluster.add_worker(isolated=True)
+            extra["cluster_start"] = time.perf_counter() - began
+            outcomes = batch.run_jobs(jobs, args.out, ray_address=cluster.address)
+        finally:
+            cluster.stop()
+        print(json.dumps({"outcomes": [o.record() for o in outcomes], **extra}))
         return
     if args.child == "ray":
         os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # on 127.0.0.1 only (see batch._Ray)
@@ -114,9 +133,16 @@ def results_of(out, outcomes):
     return {o["name"]: Path(o["output"]).read_bytes() for o in outcomes if o["status"] == "done"}
 
 
+def dispatch(mode, outcomes, jobs):
+    """Seconds per job the driver waited beyond the job's own phases ("-" for `process`, which has no driver)."""
+    if mode == "process":
+        return "-"
+    return f"{sum(o['seconds'] - sum(o['timings'].get(p, 0.0) for p in PHASES) for o in outcomes) / jobs:.2f}"
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--modes", default="process,inline,workers,ray")
+    p.add_argument("--modes", default="process,inline,workers,ray,cluster")
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--iterations", type=int, default=40)
     p.add_argument("--seeds", type=int, default=4, help="jobs = 3 style weights × this many seeds")
@@ -144,10 +170,10 @@ def main():
     jobs = len(next(iter(measured.values()))["outcomes"])
     print(f"\n{jobs} jobs (preview, {args.size} px, {args.iterations} evaluations, partial VGG19), "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end, {platform.processor() or ''}")
-    header = ("| mode | wall s | jobs/min | start-up | prepare | graph | optimise | write | overhead | "
+    header = ("| mode | wall s | jobs/min | start-up | prepare | graph | optimise | write | overhead | dispatch | "
               "CPU s/job | same bytes |")
     print(header)
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for mode, m in measured.items():
         per = {phase: sum(o["timings"].get(phase, 0.0) for o in m["outcomes"]) / jobs for phase in PHASES}
         overhead = sum(per[phase] for phase in PHASES if phase != "optimise")
@@ -157,6 +183,7 @@ def main():
         print(f"| {label} | {m['wall']:.1f} | {60 * jobs / m['wall']:.1f} | "
               + " | ".join(f"{per[phase]:.2f}" for phase in PHASES)
               + f" | {overhead:.2f} ({overhead / (overhead + per['optimise']):.0%}) | "
+              f"{dispatch(mode, m['outcomes'], jobs)} | "
               f"{sum(o['timings'].get('cpu', 0.0) for o in m['outcomes']) / jobs:.2f} | "
               f"{'yes' if m['identical'] else 'NO'} |")
     print("(wall seconds per job, averaged over the jobs; overhead = all but optimise, and its share of the job's "

@@ -6,15 +6,21 @@ from noise, a longer "victim" job (the one killed or cut), a job whose loss over
 is not an image. L-BFGS restarts every 5 evaluations, so every job checkpoints every 5 evaluations. The
 oracle is the same file run one job at a time in this process: every other mode must write the same image
 bytes and the same loss values (wall-clock seconds aside)."""
+import contextlib
 import csv
+import dataclasses
+import errno
 import json
 import multiprocessing
 import os
+import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -98,22 +104,25 @@ def assert_same_outputs(out, reference_out):
 
 
 def kill_when_checkpointed(out, name, killed, signum=signal.SIGKILL, timeout=300):
-    """In a thread: once `name` has a checkpoint, kill the process that holds its outputs (its lock's pid)."""
-    checkpoint = out / name / f"{name}.checkpoint.npz"
-    lock = out / name / f".{name}.png.lock"
+    """In a thread: once `name` has a checkpoint, kill the process that holds its outputs (its lock's pid),
+    in `out` or, for a Ray task, in the task's scratch folder on its node (this machine)."""
+    def holder():
+        for folder in [out / name] + list(Path(tempfile.gettempdir()).glob("legacy_nst-task-*")):
+            try:
+                if (folder / f"{name}.checkpoint.npz").is_file():
+                    return int((folder / f".{name}.png.lock").read_text() or 0)
+            except (OSError, ValueError):
+                pass
+        return 0
 
     def watch():
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if checkpoint.is_file() and lock.is_file():
-                try:
-                    pid = int(lock.read_text() or 0)
-                except (OSError, ValueError):
-                    pid = 0
-                if pid and pid != os.getpid():
-                    os.kill(pid, signum)
-                    killed.append(pid)
-                    return
+            pid = holder()
+            if pid and pid != os.getpid():
+                os.kill(pid, signum)
+                killed.append(pid)
+                return
             time.sleep(0.02)
 
     thread = threading.Thread(target=watch, daemon=True)
@@ -404,3 +413,177 @@ def test_a_worker_reads_a_weight_file_once_until_it_changes(real_weights, tmp_pa
     assert len(reads) == 2 and set(deeper) > set(first)
     os.utime(copy, ns=(0, 0))  # the file changed (its modification time)
     assert weights.load_weights_cached(copy, "vgg19", ["block2_conv1"]) is not first and len(reads) == 3
+
+
+# ------------------------------------------------------------------------------ bad input, found before the start
+
+def test_a_fifo_as_the_jobs_file_is_refused_at_once(tmp_path, capsys):
+    fifo = tmp_path / "jobs.toml"
+    os.mkfifo(fifo)
+    answered = []
+    reader = threading.Thread(target=lambda: answered.append(run_main(["batch", fifo, "--out", tmp_path / "o"],
+                                                                      capsys)), daemon=True)
+    reader.start()
+    reader.join(timeout=20)
+    if reader.is_alive():  # unblock the reader, so the test run can end
+        with open(fifo, "w"):
+            pass
+        pytest.fail("reading a FIFO as the jobs file blocked")
+    code, out, err = answered[0]
+    assert code == 2 and err.count("\n") == 1 and "not a regular file" in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_huge_sweep_is_refused_from_its_size_before_it_is_expanded(tmp_path):
+    write_pair(tmp_path)
+    values = ", ".join(str(v) for v in range(1000))
+    (tmp_path / "jobs.toml").write_text(f"""
+[sweep]
+seed = [{values}]
+style_weight = [{values}]
+content_weight = [{values}]
+[[job]]
+content = "content.png"
+style = "style.png"
+""")
+    start = time.monotonic()
+    with pytest.raises(jobsfile.JobsFileError, match=r"expands to 1000000000 jobs .*1000 x 1000 x 1000"):
+        jobsfile.load_jobs(tmp_path / "jobs.toml")
+    assert time.monotonic() - start < 10
+
+
+def test_a_large_jobs_file_converts_each_distinct_setting_once(tmp_path, monkeypatch):
+    """257 000 jobs (50 MB) took 2.8 ms a job: every key of every job was converted (a file checked, a recipe
+    checked) again. Values repeat: each distinct one is converted once."""
+    from legacy_nst import recipes
+
+    write_pair(tmp_path)
+    lines = [json.dumps({"name": f"j{i}", "content": "content.png", "style": "style.png", "recipe": "preview",
+                         "size": 32, "iterations": 5, "seed": i}) for i in range(3000)]
+    (tmp_path / "jobs.jsonl").write_text("\n".join(lines) + "\n")
+    converts, overrides = [], []
+    convert, override = jobsfile._convert, recipes.override
+    monkeypatch.setattr(jobsfile, "_convert", lambda *a: converts.append(a) or convert(*a))
+    monkeypatch.setattr(recipes, "override", lambda *a, **k: overrides.append(k) or override(*a, **k))
+    jobs = jobsfile.load_jobs(tmp_path / "jobs.jsonl")
+    assert [j.seed for j in jobs] == list(range(3000)) and jobs[-1].name == "j2999"
+    assert len(overrides) == 1
+    assert len(converts) == 7 + 2 * 2999  # the seven keys once; then only the name and the seed
+
+
+def test_a_directory_as_content_is_named_a_directory(tmp_path):
+    write_pair(tmp_path)
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "jobs.toml").write_text('[[job]]\ncontent = "photos"\nstyle = "style.png"\n')
+    with pytest.raises(jobsfile.JobsFileError, match=r"content: .*photos is a directory; give an image file"):
+        jobsfile.load_jobs(tmp_path / "jobs.toml")
+
+
+@pytest.mark.parametrize("name, message", [
+    ("n" * 300, r"job n{40}\.\.\. \(300 characters\): the name is too long: .* the most this file system allows "
+                r"is 255"),
+    ("n" * 240, r"job n{40}\.\.\. \(240 characters\): the name is too long"),
+    ("summary.json", r"job 'summary.json': the name is one of the batch's own files"),
+    ("Summary.CSV", r"job 'Summary.CSV': the name is one of the batch's own files")])
+def test_a_job_name_that_cannot_name_its_files_is_refused_before_anything_is_written(tmp_path, capsys, name,
+                                                                                    message):
+    write_pair(tmp_path)
+    (tmp_path / "jobs.toml").write_text(f'[[job]]\nname = "{name}"\ncontent = "content.png"\nstyle = "style.png"\n'
+                                        'recipe = "preview"\niterations = 40\n')
+    code, out, err = run_main(["batch", tmp_path / "jobs.toml", "--out", tmp_path / "out"], capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert re.search(message, err), err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("flags, message", [(["--retries", "-1"], "--retries -1: must be 0"),
+                                            (["--cpus-per-job", "0"], "--cpus-per-job 0: must be at least 1")])
+def test_negative_retries_and_no_cpus_are_refused(jobs_file, tmp_path, capsys, flags, message):
+    code, out, err = run_main(["batch", jobs_file, "--out", tmp_path / "out"] + flags, capsys)
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_full_disk_before_the_start_names_the_file(jobs_file, tmp_path, capsys, monkeypatch):
+    def full(path, text):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(batch, "write_text", full)
+    code, out, err = run_main(["batch", jobs_file, "--out", tmp_path / "out"], capsys)
+    assert code == 1 and err.count("\n") == 1, err
+    assert f"could not write {tmp_path / 'out' / 'summary.json'}: No space left on device" in err
+    assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------------ reruns and two batches
+
+def test_a_rerun_with_a_lower_budget_redoes_the_job(jobs_file, tmp_path):
+    """The job's checkpoint went past the new budget: the job is redone from scratch (the longer run's image,
+    snapshots and checkpoint are not presented as the new run's), as a fresh batch does it."""
+    def job(iterations):
+        return [dataclasses.replace(j, overrides={**j.overrides, "iterations": iterations})
+                for j in jobsfile.load_jobs(jobs_file) if j.name == SMALL[0]]
+
+    longer, = batch.run_jobs(job(20), tmp_path / "rerun")
+    assert longer.status == "done" and longer.evaluations >= 20
+    rerun, = batch.run_jobs(job(10), tmp_path / "rerun")
+    fresh, = batch.run_jobs(job(10), tmp_path / "fresh")
+    assert rerun.status == "done" and rerun.resumed_from == 0 and rerun.evaluations == fresh.evaluations < 20
+    assert images_of(tmp_path / "rerun", SMALL[0]) == images_of(tmp_path / "fresh", SMALL[0])
+    assert losses_of(tmp_path / "rerun", SMALL[0]) == losses_of(tmp_path / "fresh", SMALL[0])
+
+
+def test_a_second_batch_on_a_running_batchs_out_is_refused(tmp_path):
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock = batch._BatchLock(tmp_path)
+        record = dict(lock.record, pid=sleeper.pid)
+        (tmp_path / batch.LOCK_NAME).write_text(json.dumps(record))
+        with pytest.raises(UserError, match=f"another batch \\(process {sleeper.pid}\\) is writing there"):
+            batch.run_jobs([Job(name="a")], tmp_path)
+        (tmp_path / batch.LOCK_NAME).write_text(json.dumps(dict(record, host="elsewhere")))
+        with pytest.raises(UserError, match="a batch on host elsewhere"):
+            batch.run_jobs([Job(name="a")], tmp_path)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert not (tmp_path / "summary.json").exists()
+    for stale in (dict(record, pid=sleeper.pid), dict(record, boot_id="another boot", pid=os.getpid() + 1)):
+        (tmp_path / batch.LOCK_NAME).write_text(json.dumps(stale))  # its batch is gone: taken over
+        lock = batch._BatchLock(tmp_path)
+        lock.acquire()
+        assert json.loads((tmp_path / batch.LOCK_NAME).read_text())["pid"] == os.getpid()
+        lock.release()
+        assert not (tmp_path / batch.LOCK_NAME).exists()
+
+
+def test_a_killed_driver_takes_its_workers_with_it_and_a_rerun_finishes_its_jobs(jobs_file, tmp_path, capsys):
+    """SIGKILL on `batch --workers 2`: its workers die with it (they kept computing and writing with parent
+    1, and a rerun in that window marked their jobs failed); the rerun does every job."""
+    small = tmp_path / "small.toml"
+    small.write_text(jobs_file.read_text().split("[[job]]\nname = \"victim\"")[0] + "\n[[job]]\nname = \"sweep\"\n"
+                     "sweep = {seed = [1, 2]}\niterations = 60\n")
+    for name in ("content.png", "style.png"):
+        (tmp_path / name).write_bytes((jobs_file.parent / name).read_bytes())
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    driver = subprocess.Popen(cli_command("batch", small, "--out", tmp_path / "out", "--workers", "2"),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    lock = tmp_path / "out" / batch.LOCK_NAME
+    deadline = time.monotonic() + 120
+    workers = []
+    while time.monotonic() < deadline and len(workers) < 2:
+        with contextlib.suppress(OSError, ValueError):
+            workers = json.loads(lock.read_text())["workers"]
+        time.sleep(0.05)
+    assert len(workers) == 2, "the workers never started"
+    while time.monotonic() < deadline and not list((tmp_path / "out").glob("*/*.checkpoint.npz")):
+        time.sleep(0.05)
+    driver.kill()
+    driver.wait()
+    gone = time.monotonic() + 10
+    while time.monotonic() < gone and any(batch._pid_alive(w) for w in workers):
+        time.sleep(0.05)
+    assert not any(batch._pid_alive(w) for w in workers), "a worker outlived its driver"
+    code, out, err = run_main(["batch", small, "--out", tmp_path / "out"], capsys)
+    assert code == 0 and "2 jobs: 2 done" in out, (out, err)
+    assert [r["status"] for r in summary(tmp_path / "out").values()] == ["done", "done"]

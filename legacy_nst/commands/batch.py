@@ -26,7 +26,8 @@ def build_parser(p):
     p.add_argument("--cpus-per-job", type=int, default=1, metavar="N",
                    help="CPUs each Ray task asks for (default 1; GPU nodes: one GPU per job)")
     p.add_argument("--retries", type=int, default=2, metavar="N",
-                   help="times a job is retried, from its checkpoint, when its worker dies (default 2)")
+                   help="times a job is retried, from its last checkpoint, when its worker process or Ray "
+                        "node dies (default 2)")
     p.add_argument("--quiet", action="store_true", help="no progress bar, only the final count")
 
 
