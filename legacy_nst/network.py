@@ -111,7 +111,8 @@ def default_conv(device, flags=None):
     - any other CPU (measured on a 2-core AVX2 AMD EPYC): "forward", because there oneDNN's backward-data
       kernel is the slow one: Conv2DBackpropInput took twice as long as a forward Conv2D of the same size
       (7.9 s against 3.9 s for the shallow objective's six convolutions at 512 × 384), so both directions
-      run as forward convolutions, and an evaluation costs 0.64 × the transposed form's."""
+      run as forward convolutions: 0.58 × plain Conv2D's wall time per evaluation (CPU s 0.73), which was
+      itself 0.68 × the transposed form's (bench/README.md, peers.py)."""
     on_gpu = device != "cpu" and bool(tf.config.list_physical_devices("GPU"))
     if on_gpu:
         return "plain"
