@@ -4,7 +4,12 @@ from pathlib import Path
 
 import pytest
 
-from legacy_nst import weights
+# The test process's TensorFlow on one CPU thread, as every batch job runs (cpus_per_job 1): inline batches and
+# figures (the tests monkeypatch batch.attempt) then run in this process, whatever test ran first. Set before
+# TensorFlow is imported; tests that need another count start their own processes (test_threads.py).
+os.environ["TF_NUM_INTRAOP_THREADS"] = "1"
+
+from legacy_nst import weights  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_PARTIAL = ROOT.parent / "shared" / "weights" / "vgg19_partial_block1-3.npz"
