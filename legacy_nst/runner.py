@@ -136,6 +136,14 @@ def prepare(job):
     for level in levels:
         check_sizes(dataclasses.replace(recipe, size=level.size), content.shape, [s.shape for s in styles],
                     scales)
+    # the checkpoint before the weights: a damaged one is named even when the weights are missing too
+    resume = checkpoints.load(job.resume) if job.resume else None
+    if resume is not None and not 0 <= resume.level < len(levels):
+        raise UserError(f"--resume {job.resume}: made for level {resume.level + 1} of a schedule, "
+                        f"this run has {len(levels)}; give the same --scales")
+    if resume is not None:
+        checkpoints.check_budget(job.resume, resume, dataclasses.replace(recipe,
+                                                                         iterations=levels[resume.level].iterations))
     if job.weights:  # after the images (their problems are named first), before TensorFlow is imported
         _check_depth(recipe, job.weights)
     from .runtime import fix_threads
@@ -145,13 +153,6 @@ def prepare(job):
 
     tiles = _tiles(recipe, levels, content.shape, [s.shape for s in styles], scales, masks, job.tile)
     check_device(job.device)
-    resume = checkpoints.load(job.resume) if job.resume else None
-    if resume is not None and not 0 <= resume.level < len(levels):
-        raise UserError(f"--resume {job.resume}: made for level {resume.level + 1} of a schedule, "
-                        f"this run has {len(levels)}; give the same --scales")
-    if resume is not None:
-        checkpoints.check_budget(job.resume, resume, dataclasses.replace(recipe,
-                                                                         iterations=levels[resume.level].iterations))
     inputs = checkpoints.fingerprint(recipe, content, styles, blend, init_image, job.seed,
                                      [level.size for level in levels],
                                      {"preserve_colors": job.preserve_colors, "style_scales": scales,

@@ -22,6 +22,9 @@ from support import run_main, write_pair
 # Tiled against untiled, float32 sums in another order. Largest relative errors measured on the AVX2 AMD EPYC
 # (plain / transposed convolution): totals 1.4e-7 / 9.2e-8, terms 4.6e-7 / 3.9e-7, gradients 6.8e-6 / 8.5e-7,
 # style targets 4.4e-7 / 3.6e-7, content targets 0; passed unchanged on the AVX-512 Xeon of earlier rounds.
+# Both sides build their convolutions alike (compare's `conv`): a ReLU gradient is a step at 0, so features
+# that differ in their last bits (transposed against forward convolution: 5e-7) flip some of its mask, and
+# the gradients then differ by 1.1e-3 untiled (99 × 130 px, gatys2016, one thread, AVX2) - not a tiling error.
 RTOL = 2e-5
 
 
@@ -42,12 +45,13 @@ def pictures(shape, seed, count=3):
     return [rng.uniform(0.0, 255.0, shape).astype(np.float32) for _ in range(count)]
 
 
-def untiled(recipe, params, content, style, image, adjust=None):
-    """(total, terms, gradient, content targets, style targets) of the untiled losses.Objective."""
+def untiled(recipe, params, content, style, image, adjust=None, conv=None):
+    """(total, terms, gradient, content targets, style targets) of the untiled losses.Objective, its
+    convolutions in the formulation `conv` (network.CONVS; None: the machine's default)."""
     graph = tf.Graph()
     with graph.as_default():
         deepest = deepest_layer(recipe.network, recipe.layers)
-        vgg = VGG(recipe.network, params, deepest, recipe.pooling)
+        vgg = VGG(recipe.network, params, deepest, recipe.pooling, conv=conv)
         probe = tf.compat.v1.placeholder(tf.float32, (1, None, None, 3))
         features = vgg(probe)
         grams = {layer: losses.gram(features[layer], recipe.gram_norm) for layer in recipe.style_layers}
@@ -75,7 +79,7 @@ def assert_same(tiled_result, untiled_result):
 
 def compare(recipe, params, shape, tile, seed=0, adjust=None, conv="transposed"):
     content, style, image = pictures(shape, seed)
-    expected = untiled(recipe, params, content, style, image, adjust)
+    expected = untiled(recipe, params, content, style, image, adjust, conv)
     objective = tiling.TiledObjective(recipe, params, tile=tile, config=fast_config(), conv=conv)
     try:
         objective.hold(expected[3], expected[4])
@@ -117,7 +121,7 @@ def test_matches_untiled(name):
 
 def test_the_gpu_convolution_tiles_alike():
     """A tiled run on a GPU builds plain Conv2D (network.default_conv); here on the CPU, against the untiled
-    transposed-convolution objective."""
+    plain-convolution objective."""
     recipe = CASES["preview-l2"]
     _, result, expected = compare(recipe, synthetic("vgg19"), (64, 96, 3), tile=32, conv="plain")
     assert_same(result, expected)
@@ -284,16 +288,23 @@ def test_tiles_are_chosen_only_when_one_graph_would_not_fit(real_weights, monkey
     assert plan_at(estimate(preview, 3072, 4096)).tiles == (None,)
 
 
+# tf-eager-blog (the Adam recipe) on the layers blocks 1-3 hold, so that its depth is not what is refused
+ADAM_ON_BLOCKS_1_3 = {"content_layers": ("block3_conv2",),
+                      "style_layers": ("block1_conv1", "block2_conv1", "block3_conv1")}
+
+
 @pytest.mark.parametrize("changes, message", [
-    ({"recipe": "tf-eager-blog", "overrides": {"size": 4096}},
+    ({"recipe": "tf-eager-blog", "overrides": {"size": 4096, **ADAM_ON_BLOCKS_1_3}},
      "cannot run in tiles (Adam keeps the image in the graph; use --optimizer lbfgs); the largest long side"),
     ({"overrides": {"size": 4096, "normalize_gradients": True}},
      "cannot run in tiles (--normalize-gradients needs each layer's whole gradient)"),
     ({"tile": 2}, "--tile 2: below 4 px, the pooling grid"),
-    ({"recipe": "tf-eager-blog", "tile": 64}, "--tile: tf-eager-blog cannot run in tiles: Adam"),
+    ({"recipe": "tf-eager-blog", "overrides": ADAM_ON_BLOCKS_1_3, "tile": 64},
+     "--tile: tf-eager-blog cannot run in tiles: Adam"),
 ])
 def test_what_cannot_be_tiled_is_refused_up_front(real_weights, monkeypatch, changes, message):
-    monkeypatch.setattr(memory, "available_bytes", lambda: estimate(recipes.get("preview"), 3072, 4096, 512) * 2)
+    # the machine has what 512 px tiles of the preview need: less than one 4096 px graph of either recipe
+    monkeypatch.setattr(memory, "available_bytes", lambda: estimate(recipes.get("preview"), 3072, 4096, 512))
     with pytest.raises(UserError, match=re.escape(message)) as error:
         prepare(preview_job(real_weights, **changes))
     assert "\n" not in str(error.value)
