@@ -144,6 +144,14 @@ def prepare(job):
     if resume is not None:
         checkpoints.check_budget(job.resume, resume, dataclasses.replace(recipe,
                                                                          iterations=levels[resume.level].iterations))
+    inputs = checkpoints.fingerprint(recipe, content, styles, blend, init_image, job.seed,
+                                     [level.size for level in levels],
+                                     {"preserve_colors": job.preserve_colors, "style_scales": scales,
+                                      "masks": [None if m is None else checkpoints.digest(m) for m in masks or []]})
+    if resume is not None:  # everything but the weights is compared before the weights are read
+        scaled = dataclasses.replace(recipe, size=levels[resume.level].size)
+        shape, _ = sized_shapes(scaled, content.shape, [s.shape for s in styles], scales)
+        checkpoints.check_matches(job.resume, resume, inputs, shape)
     if job.weights:  # after the images (their problems are named first), before TensorFlow is imported
         _check_depth(recipe, job.weights)
     from .runtime import fix_threads
@@ -153,14 +161,6 @@ def prepare(job):
 
     tiles = _tiles(recipe, levels, content.shape, [s.shape for s in styles], scales, masks, job.tile)
     check_device(job.device)
-    inputs = checkpoints.fingerprint(recipe, content, styles, blend, init_image, job.seed,
-                                     [level.size for level in levels],
-                                     {"preserve_colors": job.preserve_colors, "style_scales": scales,
-                                      "masks": [None if m is None else checkpoints.digest(m) for m in masks or []]})
-    if resume is not None:  # everything but the weights is compared before the weights are read
-        scaled = dataclasses.replace(recipe, size=levels[resume.level].size)
-        shape, _ = sized_shapes(scaled, content.shape, [s.shape for s in styles], scales)
-        checkpoints.check_matches(job.resume, resume, inputs, shape)
     path = weights.resolve(recipe.network, job.weights)
     params = weights.load_weights_cached(path, recipe.network, recipe.layers)
     if job.normalise_on:  # before the digest: a checkpoint is tied to the network it was optimised through

@@ -147,10 +147,10 @@ def test_random_bytes_or_pickles_never_suggest_loading_unsafely(pair, vgg19_h5, 
 def _disk_full_for(monkeypatch, should_fail):
     real = images_module.write_image_file
 
-    def write(image, path, fmt):
+    def write(image, path, fmt, alpha=None):
         if should_fail():
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
-        return real(image, path, fmt)
+        return real(image, path, fmt, alpha)
 
     monkeypatch.setattr(images_module, "write_image_file", write)
 

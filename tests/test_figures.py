@@ -232,8 +232,10 @@ def test_a_cell_whose_content_file_changed_at_the_same_path_is_redone(real_weigh
     out, started = tmp_path / "fig2", []
     real_attempt = batch.attempt
     monkeypatch.setattr(batch, "attempt", lambda job, where="": started.append(job.name) or real_attempt(job, where))
+    # 10 evaluations: after 2 or 5 the white-noise start has not yet moved by a grey level (scipy's first
+    # L-BFGS steps are small), so every content gave the same bytes; after 10 the two cells differ by 62 levels
     argv = ["figure", "2", "--content", content, "--style", SHIPWRECK, "--out", out, "--size", 32,
-            "--iterations", 2, "--weights", real_weights, *SHALLOW_FLAGS]
+            "--iterations", 10, "--weights", real_weights, *SHALLOW_FLAGS]
     assert run_main(argv, capsys)[0] == 0 and started == ["styled-B_shipwreck"]
     code, stdout, _ = run_main(argv, capsys)  # unchanged: nothing runs
     assert code == 0 and len(started) == 1 and "1 of 1 cells already done" in stdout

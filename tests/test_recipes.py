@@ -558,12 +558,14 @@ def test_gatys_code_run_equals_the_notebook(synthetic_npz, tmp_path):
 
         expected = run_gatys_code(None, content, style, max_iter=20, loss_fn=engine_loss)
     assert len(result.history) == len(expected.losses) == 40
-    # measured on AVX2 AMD EPYC: the first 33 evaluations (past the second step call at 21) within 3e-4,
-    # then float32's rounding grows to 0.65 % at 40; the saved files 0.9 grey levels apart on average, 6 at most
+    # Measured on the AVX2 AMD EPYC, TensorFlow on 1 / 2 threads (the engine's float sums differ between them):
+    # the first 13 evaluations within 2.3e-6 / 2.3e-6; from there a rounding difference grows about tenfold
+    # per evaluation (1 thread: 1e-4 at 14, 1.7e-3 at 16; 2 threads: 3.4e-4 only at 31), to at most 1.9e-2 /
+    # 6.3e-3 of the total; the saved files 4.1 / 0.66 grey levels apart on average, 30 / 5 at most.
     for k, (row, want) in enumerate(zip(result.history, expected.losses)):
-        assert row["total"] == pytest.approx(want["total"], rel=1e-3 if k < 30 else 2e-2), k
+        assert row["total"] == pytest.approx(want["total"], rel=1e-5 if k < 13 else 5e-2), k
     difference = np.abs(saved - expected.result.astype(np.int16))
-    assert difference.mean() <= 1.5 and difference.max() <= 12, (difference.mean(), difference.max())
+    assert difference.mean() <= 6 and difference.max() <= 45, (difference.mean(), difference.max())
 
 
 def test_gatys_code_ends_with_its_high_resolution_pass():

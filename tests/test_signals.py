@@ -176,10 +176,10 @@ def test_a_signal_while_the_result_is_written_waits_for_it(signum, photos, vgg19
     image beside the result. Before interrupts.py it was reported as stopped, with both files on disk."""
     write_image = OutputPaths.write_image
 
-    def signalled_while_writing(paths, path, image):
+    def signalled_while_writing(paths, path, image, *alpha):
         if path == paths.result:
             os.kill(os.getpid(), signum)  # its handler runs at the next bytecode: inside this write
-        return write_image(paths, path, image)
+        return write_image(paths, path, image, *alpha)
 
     monkeypatch.setattr(OutputPaths, "write_image", signalled_while_writing)
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
