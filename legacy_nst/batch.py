@@ -457,6 +457,25 @@ def _node_weights(digest, suffix, data):
     return str(path)
 
 
+SCRATCH_PREFIX = "legacy_nst-task-"  # a Ray task's folder in its node's temporary directory
+SCRATCH_OWNER = ".owner"  # in it: the pid of the worker process whose task it is
+
+
+def _remove_orphaned_scratch(directory):
+    """Scratch folders of tasks whose worker died (a SIGKILL, a node's crash: no `finally` ran), removed by
+    the next task on the node, so that a cluster's disks do not fill with dead tasks' checkpoints. Their
+    work is not lost: what a task saves is streamed to the driver as it is written (STREAMED)."""
+    import shutil
+
+    for folder in Path(directory).glob(f"{SCRATCH_PREFIX}*"):
+        try:
+            pid = int((folder / SCRATCH_OWNER).read_text())
+        except (OSError, ValueError):  # being made, or not ours
+            continue
+        if not _pid_alive(pid):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def _ray_attempt(job, inputs, store):
     """One job as a Ray task: returns (Outcome, {file name: bytes}, attempt number). `inputs` holds object
     refs (nested, so that each is fetched only when needed): decoded images, mask files, the weight file."""
@@ -472,8 +491,11 @@ def _ray_attempt(job, inputs, store):
     number, saved = ray.get(store.begin.remote(job.name))
     node = ray.get_runtime_context().get_node_id()[:8]
     where = f"ray node {node} {socket.gethostname()}:{os.getpid()}"
-    scratch = tempfile.mkdtemp(prefix="legacy_nst-task-")
+    _remove_orphaned_scratch(tempfile.gettempdir())
+    scratch = tempfile.mkdtemp(prefix=SCRATCH_PREFIX)
     try:
+        with open(os.path.join(scratch, SCRATCH_OWNER), "w", encoding="ascii") as f:
+            f.write(str(os.getpid()))
         output = os.path.join(scratch, os.path.basename(job.output.path))
         if saved is not None:
             with open(OutputPaths(output).checkpoint, "wb") as f:

@@ -103,11 +103,19 @@ def assert_same_outputs(out, reference_out):
         assert losses_of(out, name) == losses_of(reference_out, name), name
 
 
+def task_folders():
+    """The Ray tasks' scratch folders on this machine (batch.SCRATCH_PREFIX)."""
+    return set(Path(tempfile.gettempdir()).glob(f"{batch.SCRATCH_PREFIX}*"))
+
+
 def kill_when_checkpointed(out, name, killed, signum=signal.SIGKILL, timeout=300):
     """In a thread: once `name` has a checkpoint, kill the process that holds its outputs (its lock's pid),
-    in `out` or, for a Ray task, in the task's scratch folder on its node (this machine)."""
+    in `out` or, for a Ray task, in the task's scratch folder on its node (this machine). Folders that were
+    there before are not this batch's (an earlier run's killed task: its pid is dead, or another process's)."""
+    earlier = task_folders()
+
     def holder():
-        for folder in [out / name] + list(Path(tempfile.gettempdir()).glob("legacy_nst-task-*")):
+        for folder in [out / name] + sorted(task_folders() - earlier):
             try:
                 if (folder / f"{name}.checkpoint.npz").is_file():
                     return int((folder / f".{name}.png.lock").read_text() or 0)
@@ -293,11 +301,14 @@ def ray_cluster():
 
 
 def test_ray_cluster_survives_a_killed_worker_with_identical_outputs(ray_cluster, reference, jobs_file, tmp_path):
+    """... and the killed task's scratch folder (its `finally` never ran) is removed by the node's next task."""
+    earlier = task_folders()
     killed = []
     watcher = kill_when_checkpointed(tmp_path, "victim", killed)
     outcomes = {o.name: o for o in batch.run_jobs(jobsfile.load_jobs(jobs_file), tmp_path, ray_address="auto")}
     watcher.join(timeout=1)
     assert killed, "the victim finished before it could be killed"
+    assert task_folders() - earlier == set()
     victim = outcomes["victim"]
     assert victim.status == "done" and victim.attempts == 2 and victim.resumed_from > 0, victim.record()
     node = ray_cluster.get_runtime_context().get_node_id()[:8]
