@@ -533,18 +533,48 @@ def _ray_attempt(job, inputs, store):
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def _environment(values):
+    """`values` in os.environ for the duration (where the variable is not set already: the user's wins),
+    then removed again."""
+    added = {name: value for name, value in values.items() if name not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
 class _Ray:
     """Tasks on a Ray cluster; as many in flight as the live cluster has room for (or `slots`)."""
 
     RESOURCES_EVERY = 1.0  # s between looks at the cluster's resources (nodes come and go)
 
     def __init__(self, address, cpus_per_job, retries, slots=None):
-        if address == "local":
-            # a one-machine cluster on 127.0.0.1, not this host's network address (ray.init's
-            # _node_ip_address="127.0.0.1" is replaced by that address): Ray's single-node mode, read when
-            # ray is imported; and no usage report sent anywhere
-            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        # --ray local: a one-machine cluster on 127.0.0.1, not this host's network address (ray.init's
+        # _node_ip_address="127.0.0.1" is replaced by that address): Ray's single-node mode, read when ray
+        # is imported; and no usage report sent anywhere. Only while Ray starts: left in this process's
+        # environment, it was inherited by every `ray start` the process ran later, whose nodes then
+        # refused to join a cluster ("multi-node clusters are not supported").
+        local = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+        with _environment(local if address == "local" else {}):
+            self._start(address)
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        ray = self.ray
+        self.cpus = max(1, int(cpus_per_job or 1))
+        self.retries, self.fixed_slots = retries, slots
+        self.looked, self.room, self.gpus = -math.inf, 1, False
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        self.store = ray.remote(_FileStore).options(num_cpus=0, scheduling_strategy=here).remote()
+        self.remote = ray.remote(_ray_attempt)
+        self.refs = {}
+        self.inputs = {}  # what was put in the object store: (kind, path) -> [ref] (or an error)
+        self.ready = []  # (task, Outcome) decided on the driver (an unreadable input): returned by wait()
+
+    def _start(self, address):
+        """Ray imported, and connected to `address` (or started there) unless this process already is."""
         try:
             import ray
         except ImportError:
@@ -574,17 +604,6 @@ class _Ray:
                 # ray.init installs its own SIGTERM handler (it logs and exits 1, the batch's summary
                 # unwritten); the front end's handler, which stops the batch cleanly, is put back
                 signal.signal(signal.SIGTERM, handler)
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        self.cpus = max(1, int(cpus_per_job or 1))
-        self.retries, self.fixed_slots = retries, slots
-        self.looked, self.room, self.gpus = -math.inf, 1, False
-        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-        self.store = ray.remote(_FileStore).options(num_cpus=0, scheduling_strategy=here).remote()
-        self.remote = ray.remote(_ray_attempt)
-        self.refs = {}
-        self.inputs = {}  # what was put in the object store: (kind, path) -> [ref] (or an error)
-        self.ready = []  # (task, Outcome) decided on the driver (an unreadable input): returned by wait()
 
     @property
     def slots(self):

@@ -289,12 +289,14 @@ def test_two_worker_processes_survive_a_killed_worker_with_identical_outputs(ref
 def ray_cluster():
     # Nothing but 127.0.0.1: Ray's single-node mode (read when ray is imported; ray.init's
     # _node_ip_address="127.0.0.1" alone is replaced by this host's network address), no usage report.
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    import ray  # installed by the test extras (.ci/run: pip install -e .[test,ray])
+    # Set only while it starts: inherited by test_cluster's `ray start`s, it kept their worker nodes out.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        patch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        import ray  # installed by the test extras (.ci/run: pip install -e .[test,ray])
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING",
-             runtime_env={"py_modules": [str(ROOT / "legacy_nst")]})
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 logging_level="WARNING", runtime_env={"py_modules": [str(ROOT / "legacy_nst")]})
     assert [node["NodeManagerAddress"] for node in ray.nodes()] == ["127.0.0.1"]
     yield ray
     ray.shutdown()
@@ -326,11 +328,24 @@ def test_an_interrupted_batch_resumes_where_it_was_cut(reference, jobs_file, tmp
     with open(tmp_path / "stderr1.txt", "w") as err:
         driver = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
         checkpoint = tmp_path / "victim" / "victim.checkpoint.npz"
+        lock = tmp_path / "victim" / ".victim.png.lock"
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and driver.poll() is None and not (
-                checkpoint.is_file() and any(r["status"] == "done" for r in summary(tmp_path).values())):
-            time.sleep(0.05)
-        driver.send_signal(signal.SIGINT)
+                checkpoint.is_file() and lock.is_file() and lock.read_text()):
+            time.sleep(0.02)
+        # the victim's worker held (SIGSTOP) once it has checkpointed, so that it is still running when the
+        # driver is interrupted, however fast this machine is; it goes on (SIGCONT) to see the interrupt
+        worker = int(lock.read_text())
+        os.kill(worker, signal.SIGSTOP)
+        try:
+            while time.monotonic() < deadline and driver.poll() is None and not (
+                    (tmp_path / "summary.csv").is_file()
+                    and any(r["status"] == "done" for r in summary(tmp_path).values())):
+                time.sleep(0.05)
+            driver.send_signal(signal.SIGINT)
+            time.sleep(0.5)
+        finally:
+            os.kill(worker, signal.SIGCONT)
         out, _ = driver.communicate(timeout=120)
     assert driver.returncode == 130, (out, (tmp_path / "stderr1.txt").read_text())
     first = summary(tmp_path)
@@ -598,3 +613,15 @@ def test_a_killed_driver_takes_its_workers_with_it_and_a_rerun_finishes_its_jobs
     code, out, err = run_main(["batch", small, "--out", tmp_path / "out"], capsys)
     assert code == 0 and "2 jobs: 2 done" in out, (out, err)
     assert [r["status"] for r in summary(tmp_path / "out").values()] == ["done", "done"]
+
+
+def test_ray_local_settings_do_not_outlive_the_start(monkeypatch):
+    """--ray local's single-node switch is set while Ray starts, then removed (inherited by a later
+    `ray start`, it kept that cluster's worker nodes out); a value the user set is theirs and stays."""
+    monkeypatch.delenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", raising=False)
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "1")
+    with batch._environment({"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}):
+        assert os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0"
+        assert os.environ["RAY_USAGE_STATS_ENABLED"] == "1"
+    assert "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" not in os.environ
+    assert os.environ["RAY_USAGE_STATS_ENABLED"] == "1"

@@ -47,6 +47,7 @@ class Cluster:
         home.mkdir()
         self.port, self.dashboard = free_port(), free_port()
         self.env = dict(os.environ, HOME=str(home), RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0",
+                        RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="1",  # multi-node, whatever this process was given
                         PYTHONPATH="",  # no copy of the package from here: tasks get the driver's
                         # a dead node is noticed within ~2 s, not Ray's default 30
                         RAY_health_check_period_ms="500", RAY_health_check_timeout_ms="1000",
