@@ -149,6 +149,7 @@ VERIFY_GRID = [("preview", PARTIAL, "lbfgs", 256, 0, 12), ("preview", PARTIAL, "
                ("preview", PARTIAL, "adam", 1024, 0, 12), ("preview", PARTIAL, "descent", 1024, 0, 12),
                ("tf-eager-blog", FULL, "lbfgs", 256, 0, 12), ("tf-eager-blog", FULL, "lbfgs", 512, 0, 12),
                ("tf-eager-blog", FULL, "adam", 512, 0, 12), ("tf-eager-blog", FULL, "descent", 512, 0, 12),
+               ("preview", PARTIAL, "adam", 2048, 0, 6),  # large and untiled: where Adam met the OOM killer
                ("preview", PARTIAL, "lbfgs", 2048, 512, 12)]
 
 
