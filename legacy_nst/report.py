@@ -397,16 +397,16 @@ class _Page:
 
     def _sweep_grid(self, base, keys, members):
         """A sweep as a table: rows over the first swept key, columns over the second (the others, if any,
-        in the captions)."""
+        in the captions); a sweep over one key is one row, read left to right."""
         values = [_ordered(dict.fromkeys(dict(pairs)[k] for pairs, _ in members)) for k in keys[:2]]
-        rows, cols = values[0], values[1] if len(keys) > 1 else [""]
+        rows, cols = (values[0], values[1]) if len(keys) > 1 else ([""], values[0])
         cells = {}
         for pairs, (anchor, _, stem, image, final) in members:
             where = dict(pairs)
             rest = ", ".join(f"{k}={v}" for k, v in pairs[2:])
             caption = " · ".join(x for x in (rest, f"total {_format(final)}" if final is not None else "") if x)
-            cells.setdefault((where[keys[0]], where[keys[1]] if len(keys) > 1 else ""), []).append(
-                self._thumb(anchor, image, caption or stem))
+            cell = (where[keys[0]], where[keys[1]]) if len(keys) > 1 else ("", where[keys[0]])
+            cells.setdefault(cell, []).append(self._thumb(anchor, image, caption or stem))
         corner = f"{keys[0]} \\ {keys[1]}" if len(keys) > 1 else keys[0]
         head = f"<tr><th>{_e(corner)}</th>" + "".join(f"<th>{_e(c)}</th>" for c in cols) + "</tr>"
         body = "".join(f"<tr><th>{_e(r)}</th>" + "".join(f"<td>{''.join(cells.get((r, c), []))}</td>" for c in cols)
@@ -514,6 +514,7 @@ th, td { padding: 3px 12px 3px 0; border-bottom: 1px solid var(--line); text-ali
 thead th { color: var(--muted); font-weight: 600; border-bottom: 2px solid var(--line); }
 table.kv th { font-weight: normal; color: var(--muted); white-space: nowrap; }
 td { overflow-wrap: anywhere; }
+table.losses td { overflow-wrap: normal; white-space: nowrap; }  /* 2.115e+07 broke at its "e" at 1280 px */
 .wide { overflow-x: auto; }
 details { margin-top: 8px; }
 summary { cursor: pointer; color: var(--accent); font-size: 14px; }

@@ -268,6 +268,18 @@ def test_sweeps_are_a_grid_over_their_keys_in_the_gallery(tmp_path):
     assert [row[0] for row in grid[0][1:]] == ["1e-3", "10.0"]
 
 
+def test_a_sweep_over_one_key_is_one_row(tmp_path):
+    """It was one column: three thumbnails down the left edge of an empty page width."""
+    for weight in ("0.01", "0.0001", "0.001"):
+        name = f"sweep-style_weight={weight}"
+        (tmp_path / name).mkdir()
+        (tmp_path / name / f"{name}_losses.csv").write_text(LOG)
+        png(tmp_path / name / f"{name}.png")
+    _, page, _ = report(tmp_path)
+    grid, = [t for t in page.tables if t and t[0][0] == "style_weight"]
+    assert grid[0] == ["style_weight", "0.0001", "0.001", "0.01"] and len(grid) == 2
+
+
 def chromium_screenshot(page, path, width, height):
     """Headless Chromium's screenshot of `page` in a width × height window (apt-get install chromium)."""
     import shutil
