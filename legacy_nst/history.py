@@ -20,6 +20,9 @@ class Tracker:
         self.grid_interval = recipe.iterations / grid_cells if grid_cells else 0
         if grid_cells and not recipe.grid_float_interval:
             self.grid_interval = max(1, recipe.iterations // grid_cells)
+        # one L-BFGS call (preview, gatys2016, ...): its only iteration is the whole run, so the grid's
+        # images are spaced over evaluations instead (the budget counts them); it showed one image before
+        self.grid_by_evaluation = recipe.optimizer == "lbfgs" and recipe.restarts == 1
         self.snapshots = []
         self.best_total, self.best_image, self.last_image = math.inf, None, None
         self.best_measured = None  # the image the best loss was measured on: what a stopped run keeps
@@ -32,6 +35,8 @@ class Tracker:
             return False
         self._measured = evaluation.image
         self._best_pending = False
+        if self.grid_by_evaluation and self.grid_interval and evaluation.evaluations % self.grid_interval == 0:
+            self.snapshots.append((f"evaluation {evaluation.evaluations}", evaluation.image))
         if evaluation.total < self.best_total:
             self.best_total, self.best_image = evaluation.total, evaluation.image
             self.best_measured = evaluation.image
@@ -43,7 +48,7 @@ class Tracker:
         self.last_image = event.image
         if self._best_pending:
             self.best_image, self._best_pending = event.image, False
-        if self.grid_interval and event.iteration % self.grid_interval == 0:
+        if self.grid_interval and not self.grid_by_evaluation and event.iteration % self.grid_interval == 0:
             tile = event.image if self.recipe.grid_after_update else self._measured
             self.snapshots.append((f"iteration {event.iteration}", tile))
 

@@ -2,6 +2,8 @@
 on what a person would see: colours kept, the texture's scale, two styles in two regions, the loss plot.
 
 The genuine VGG19 blocks 1-3 (the preview recipe's layers) at 48-64 px, a few dozen L-BFGS evaluations."""
+import dataclasses
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -210,6 +212,19 @@ def test_bad_masks_and_scales_are_refused_before_any_work(real_weights, tmp_path
         Style(str(style), mask=np.zeros((4, 4)))  # nothing checked yet: the run checks it
         run(Job(content=str(content), styles=[Style(str(style), mask=np.full((4, 4), np.nan))],
                 recipe="preview", weights=str(real_weights)))
+
+
+def test_a_grid_of_a_run_without_restarts_is_spaced_over_its_evaluations():
+    """preview makes one L-BFGS call: its grid held one image ("iteration 0", the result) whatever R × C."""
+    from legacy_nst.events import Evaluation, IterationFinished
+    from legacy_nst.history import Tracker
+
+    tracker = Tracker(dataclasses.replace(recipes.get("preview"), iterations=6), grid_cells=3)
+    for n in range(1, 7):
+        tracker.measured(Evaluation(0, 0, n, 10.0 - n, {}, {}, 0.0, np.full((2, 2, 3), n, np.float32)))
+    tracker.iterated(IterationFinished(0, 0, 6, np.zeros((2, 2, 3), np.float32)))
+    assert [label for label, _ in tracker.snapshots] == ["evaluation 2", "evaluation 4", "evaluation 6"]
+    assert [int(image[0, 0, 0]) for _, image in tracker.snapshots] == [2, 4, 6]
 
 
 def test_the_grid_shows_each_tile_as_saved_and_leaves_the_sheet_alone(real_weights, tmp_path):
