@@ -822,8 +822,13 @@ class _BatchLock:
             except FileExistsError:
                 self._take_over(self._read())
                 continue
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(json.dumps(self.record))
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    f.write(json.dumps(self.record))
+            except OSError as exc:  # a full disk: the lock is the batch's first write
+                with contextlib.suppress(OSError):
+                    os.remove(self.path)
+                raise WriteError(f"could not write {self.path}: {exc.strerror or exc}") from None
             self.held = True
             return
         raise UserError(f"{self.path}: could not take the batch lock; remove it if no batch writes there")

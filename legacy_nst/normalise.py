@@ -117,7 +117,7 @@ def cache_path(weights_path, key):
 
 def _read_cache(path, params, layers):
     """(the cached means of `layers`, None) or (None, why the file cannot be used); (None, None) when absent.
-    A usable cache holds, for every layer, one finite non-negative mean per filter of that layer."""
+    A usable cache holds, for every layer, one finite non-negative mean per filter of that layer, not all 0."""
     if not os.path.lexists(path):
         return None, None
     try:
@@ -135,6 +135,8 @@ def _read_cache(path, params, layers):
             return None, f"its means for {layer} have shape {value.shape}, the layer has {filters[0]} filters"
         if not np.isfinite(value).all() or (value < 0).any():
             return None, f"its means for {layer} are not finite non-negative numbers"
+        if not (value > 0).any():  # a dead filter's mean is 0, a whole layer's never (it scaled losses 1e9-fold)
+            return None, f"its means for {layer} are all 0, which no measurement gives"
     return means, None
 
 

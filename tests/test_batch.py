@@ -541,6 +541,22 @@ def test_a_full_disk_before_the_start_names_the_file(jobs_file, tmp_path, capsys
     assert not (tmp_path / "out").exists()
 
 
+def test_a_full_disk_at_the_batch_lock_names_it_and_leaves_nothing(jobs_file, tmp_path, capsys, monkeypatch):
+    """The lock is the batch's first write: on a full disk it was an internal error, an empty lock left."""
+    real_fdopen = os.fdopen
+
+    def full(fd, *args, **kwargs):
+        handle = real_fdopen(fd, *args, **kwargs)
+        handle.write = lambda text: (_ for _ in ()).throw(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+        return handle
+
+    monkeypatch.setattr(batch.os, "fdopen", full)
+    code, out, err = run_main(["batch", jobs_file, "--out", tmp_path / "out"], capsys)
+    assert code == 1 and err.count("\n") == 1 and "internal error" not in err, err
+    assert f"could not write {tmp_path / 'out' / '.batch.lock'}: No space left on device" in err
+    assert not (tmp_path / "out").exists()
+
+
 # ------------------------------------------------------------------------------ reruns and two batches
 
 def test_a_rerun_with_a_lower_budget_redoes_the_job(jobs_file, tmp_path):

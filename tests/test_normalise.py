@@ -200,7 +200,7 @@ def test_image_set_errors_name_the_path(tmp_path):
         normalise.image_files([tmp_path / "missing"])
 
 
-@pytest.mark.parametrize("damage", ["truncated", "wrong shape", "infinities"])
+@pytest.mark.parametrize("damage", ["truncated", "wrong shape", "infinities", "all zero"])
 def test_a_bad_cache_is_named_discarded_and_measured_again(damage, genuine, weights_link, tmp_path, monkeypatch):
     """Issue 20.12: BadZipFile, ValueError and a run blaming the learning rate, before."""
     image_dir = _small_images(tmp_path / "imgs", count=1)
@@ -219,10 +219,11 @@ def test_a_bad_cache_is_named_discarded_and_measured_again(damage, genuine, weig
     if damage == "truncated":
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     else:
-        means["mean/block2_conv1"] = np.ones(5) if damage == "wrong shape" else np.full(128, np.inf)
+        means["mean/block2_conv1"] = {"wrong shape": np.ones(5), "infinities": np.full(128, np.inf),
+                                      "all zero": np.zeros(128)}[damage]  # all zero: used silently, before
         np.savez(path, **means)
     reason = {"truncated": "unreadable", "wrong shape": "block2_conv1 have shape (5,)",
-              "infinities": "block2_conv1 are not finite"}[damage]
+              "infinities": "block2_conv1 are not finite", "all zero": "block2_conv1 are all 0"}[damage]
     named = f"{re.escape(path.name)}: a bad normalisation cache \\(.*{re.escape(reason)}.*measuring"
     with pytest.warns(UserWarning, match=named):
         again = run()
