@@ -313,6 +313,24 @@ def _worker_main(connection, parent=None):
         return
 
 
+@contextlib.contextmanager
+def _environment(values, replace=True):
+    """`values` in os.environ for the duration, then the environment as it was; with replace=False a
+    variable that is already set (the user's) is left as it is."""
+    if not replace:
+        values = {name: value for name, value in values.items() if name not in os.environ}
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 class _Processes:
     """N worker processes (spawned, so no TensorFlow state is inherited); a dead one is replaced."""
 
@@ -330,17 +348,8 @@ class _Processes:
         # any code of ours runs in the child): TensorFlow's intra-op pool, and OpenMP/OpenBLAS', which
         # otherwise spin 2 threads per worker: 12 jobs at 64 px, 2 workers on 2 cores, took 2.8 CPU s
         # per job without OMP_NUM_THREADS=1 and 2.1 with it (bench/batch.py; Ray sets it for its tasks).
-        threads = str(self.threads)
-        saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
-        os.environ.update(dict.fromkeys(THREAD_VARIABLES, threads))
-        try:
+        with _environment(dict.fromkeys(THREAD_VARIABLES, str(self.threads))):
             process.start()  # spawn: the child gets the environment as it is now
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name)
-                else:
-                    os.environ[name] = value
         theirs.close()
         self.on_start(process.pid)
         return process, ours
@@ -533,19 +542,6 @@ def _ray_attempt(job, inputs, store):
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def _environment(values):
-    """`values` in os.environ for the duration (where the variable is not set already: the user's wins),
-    then removed again."""
-    added = {name: value for name, value in values.items() if name not in os.environ}
-    os.environ.update(added)
-    try:
-        yield
-    finally:
-        for name in added:
-            os.environ.pop(name, None)
-
-
 class _Ray:
     """Tasks on a Ray cluster; as many in flight as the live cluster has room for (or `slots`)."""
 
@@ -558,7 +554,7 @@ class _Ray:
         # environment, it was inherited by every `ray start` the process ran later, whose nodes then
         # refused to join a cluster ("multi-node clusters are not supported").
         local = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
-        with _environment(local if address == "local" else {}):
+        with _environment(local if address == "local" else {}, replace=False):
             self._start(address)
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 

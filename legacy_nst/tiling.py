@@ -78,9 +78,9 @@ class TiledObjective:
         total, terms, adjust, gradient = objective.evaluate(image)   # image (H, W, 3) float32 RGB 0..255
 
     One graph (spatial sizes None, so every tile shape shares it) and one Session; memory is that of one
-    tile plus a few image-sized arrays. `conv` as network.VGG's (None: this machine's
-    default; transfer.TiledTransfer passes the device's). `evaluate` costs one forward pass more than the untiled Objective,
-    on tiles enlarged by their halos."""
+    tile plus a few image-sized arrays. `conv` as network.VGG's (None: this machine's default;
+    transfer.TiledTransfer passes the device's). `evaluate` costs one forward pass more than the untiled
+    Objective, on tiles enlarged by their halos."""
 
     def __init__(self, recipe, params, tile=512, config=None, conv=None):
         self.recipe = recipe

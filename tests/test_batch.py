@@ -636,7 +636,8 @@ def test_ray_local_settings_do_not_outlive_the_start(monkeypatch):
     `ray start`, it kept that cluster's worker nodes out); a value the user set is theirs and stays."""
     monkeypatch.delenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", raising=False)
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "1")
-    with batch._environment({"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}):
+    with batch._environment({"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"},
+                            replace=False):
         assert os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0"
         assert os.environ["RAY_USAGE_STATS_ENABLED"] == "1"
     assert "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" not in os.environ
