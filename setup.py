@@ -22,5 +22,5 @@ setup(
                              "ipykernel>=6.29"], "ray": ["ray[default]>=2.10"],
                     # bench/peers.py's PyTorch peer only; the engine never imports it
                     "bench": ["torch>=2.4"]},
-    entry_points={"console_scripts": ["legacy-nst=legacy_nst.cli:entry_point"]},
+    entry_points={"console_scripts": ["legacy-nst=legacy_nst.ui.cli:entry_point"]},
 )

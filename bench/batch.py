@@ -18,7 +18,7 @@ in a fresh child process so that each pays its own start-up:
               the worker in its own mount namespace that cannot see the driver's files; tests/test_cluster.py
               starts it): every input, checkpoint and output through Ray's object store
 
-Per job, from the Outcome timings (legacy_nst.batch.attempt): start-up = the TensorFlow import (and, for
+Per job, from the Outcome timings (legacy_nst.tools.batch.attempt): start-up = the TensorFlow import (and, for
 `process`, the whole interpreter start: the child's wall time minus the job's own timings), counted on the
 job that paid it and averaged over all jobs; prepare = inputs, checkpoint and weights (read once per process,
 then weights.load_weights_cached); graph = building the graph, the session and the targets; optimise =
@@ -62,7 +62,7 @@ def make_jobs(args):
 
 def child(args):
     """One mode, in this (fresh) process: prints a JSON record of its outcomes."""
-    from legacy_nst import batch
+    from legacy_nst.tools import batch
 
     jobs = make_jobs(args)
     extra = {}

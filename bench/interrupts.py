@@ -71,7 +71,7 @@ def main():
     parser.add_argument("--weights", default=str(SHARED / "weights" / "vgg19_partial_block1-3.npz"))
     parser.add_argument("--json", help="write the counts and the wrong outcomes here")
     args = parser.parse_args()
-    from legacy_nst import batch
+    from legacy_nst.tools import batch
 
     rng = random.Random(args.seed)
     work = Path(tempfile.mkdtemp(prefix="interrupts-"))
@@ -139,7 +139,7 @@ def main():
         (k, v) for k, v in counts.items() if isinstance(k, tuple))]
     rows += [(label, counts[label]) for label in ("worker ended after its report", "worker went on after a signal")]
     workers_stderr.seek(0)
-    dropped = sum(line.startswith("legacy_nst.runner.Terminated") for line in workers_stderr)
+    dropped = sum(line.startswith("legacy_nst.runner.loop.Terminated") for line in workers_stderr)
     rows.append(("SIGTERM dropped where it landed (Exception ignored)", dropped))
     width = max(len(label) for label, _ in rows)
     for label, n in rows:

@@ -80,9 +80,11 @@ def main():
 
     from threadpoolctl import threadpool_limits
 
-    from legacy_nst import images, optimisers, recipes, weights
-    from legacy_nst.sizing import size_images
-    from legacy_nst.transfer import Transfer
+    from legacy_nst import images, recipes
+    from legacy_nst.engine import optimisers
+    from legacy_nst.engine.level import Transfer
+    from legacy_nst.runner.sizing import size_images
+    from legacy_nst.vgg import weights
 
     recipe = recipes.override(recipes.get("preview"), size=args.size, iterations=args.evaluations)
     content, styles = size_images(recipe, images.load_image(str(SHARED / "images" / "tubingen.jpg")),

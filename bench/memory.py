@@ -1,13 +1,13 @@
-"""Calibrate legacy_nst.memory: measure peak resident memory of the real engine and fit the model's constants.
+"""Calibrate legacy_nst.runner.memory: measure peak resident memory of the real engine and fit the model's constants.
 
     python bench/memory.py                  # all measurements and the fit (~25 min on 2 busy cores)
     python bench/memory.py --parts tiled    # only some of: optimisers, engine, tiled (results merged into
                                             # bench/results/memory.json)
 
-1. Optimisers: the real LBFGS and NormalisedDescent classes (legacy_nst.optimisers) driven for 40
+1. Optimisers: the real LBFGS and NormalisedDescent classes (legacy_nst.engine.optimisers) driven for 40
    evaluations by a stand-in session whose "network" is an ill-conditioned quadratic (so L-BFGS fills all
    m = 10 correction pairs) on a 1024 × 1024 image: (peak − peak before) / (8 · 3 · H · W) = float64 vectors.
-   (Adam keeps its image, m and v in the graph: counted in legacy_nst.memory, not measured.)
+   (Adam keeps its image, m and v in the graph: counted in legacy_nst.runner.memory, not measured.)
 2. Engine: bench/tiling.py's children in fresh processes (VmHWM): Transfer + its Evaluator (no scipy state)
    for tf-eager-blog (VGG19 to block5_conv2, synthetic weights) and preview (to block3_conv2, genuine
    partial weights) at 128, 256, 512 and 1024 px (long side); least squares of
@@ -17,7 +17,7 @@
 4. Verify (`--parts verify`): whole user runs, `legacy_nst.run(Job(...))` with the result, its losses, plot
    and settings written, in fresh processes, over a grid of recipes (preview on the genuine partial VGG19,
    tf-eager-blog on the whole network), optimisers (L-BFGS with its history filled, Adam, descent), sizes
-   and tiles; prints legacy_nst.memory's estimate (the bound runs are accepted or refused on) beside the
+   and tiles; prints legacy_nst.runner.memory's estimate (the bound runs are accepted or refused on) beside the
    measured peak. Every row must read measured <= estimate.
 tests/test_memory.py checks the sum against whole runs (Transfer.steps, the real L-BFGS) at other sizes.
 """
@@ -45,7 +45,9 @@ def optimiser_child(kind):
 
     import tensorflow as tf
 
-    from legacy_nst import memory, optimisers, recipes
+    from legacy_nst import recipes
+    from legacy_nst.engine import optimisers
+    from legacy_nst.runner import memory
 
     shape = (SIDE, SIDE, 3)
     curvature = np.logspace(0, 4, int(np.prod(shape))).astype(np.float32).reshape(shape)
@@ -97,7 +99,9 @@ def run_tiling_child(mode, recipe, size, weights_path, option, evaluations=2):
 
 
 def fit_engine(report):
-    from legacy_nst import architecture, memory, recipes
+    from legacy_nst import recipes
+    from legacy_nst.runner import memory
+    from legacy_nst.vgg import architecture
 
     rows = []
     for name, weights_path in {"tf-eager-blog": "synthetic", "preview": PARTIAL}.items():
@@ -121,7 +125,9 @@ def fit_engine(report):
 
 def fit_tiled(report):
     """TILED_IMAGE_ARRAYS: what the engine's fit leaves over in tiled runs, per float32 image-sized array."""
-    from legacy_nst import architecture, memory, recipes
+    from legacy_nst import recipes
+    from legacy_nst.runner import memory
+    from legacy_nst.vgg import architecture
 
     fit = report["engine_fit"]
     recipe = recipes.get("preview").check()
@@ -157,7 +163,8 @@ def verify_child(recipe_name, weights_path, optimizer, size, tile, evaluations):
     """One user run in this fresh process; prints its peak RSS and the estimate the run loop judged it by."""
     import tempfile
 
-    from legacy_nst import Job, Output, Style, memory, run
+    from legacy_nst import Job, Output, Style, run
+    from legacy_nst.runner import memory
 
     size, tile, evaluations = int(size), int(tile) or None, int(evaluations)
     overrides = {"size": size, "optimizer": optimizer, "iterations": evaluations}
@@ -169,7 +176,8 @@ def verify_child(recipe_name, weights_path, optimizer, size, tile, evaluations):
                   output=Output(str(Path(out) / "result.png"), print_every=0))
         result = run(job)
     recipe = job.resolved_recipe()
-    from legacy_nst import images, sizing
+    from legacy_nst import images
+    from legacy_nst.runner import sizing
 
     shape, styles = sizing.sized_shapes(recipe, images.load_image(job.content).shape,
                                         [images.load_image(job.styles[0].image).shape])

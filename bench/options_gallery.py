@@ -22,7 +22,7 @@ SHARED = ROOT.parent / "shared"
 
 from legacy_nst import Job, Output, Style, run  # noqa: E402
 from legacy_nst.images import load_image, save_image  # noqa: E402
-from legacy_nst.reporting import contact_sheet  # noqa: E402
+from legacy_nst.pictures.sheets import contact_sheet  # noqa: E402
 
 
 def main():

@@ -72,8 +72,9 @@ class Problem:
 
 
 def problem(objective, size, args):
-    from legacy_nst import images, recipes, weights
-    from legacy_nst.sizing import size_images
+    from legacy_nst import images, recipes
+    from legacy_nst.runner.sizing import size_images
+    from legacy_nst.vgg import weights
 
     recipe = recipes.override(recipes.get(OBJECTIVES[objective]), size=size, optimizer="lbfgs", init="content")
     content, styles = size_images(recipe, images.load_image(args.content), [images.load_image(args.style)])
@@ -90,7 +91,7 @@ def start_image(p):
 def evaluation_flops(p):
     """FLOPs of one loss-and-gradient evaluation: each conv forward and its input gradient (2·H·W·9·Cin·Cout
     each), the style layers' Grams and their gradients (2·H·W·C² each)."""
-    from legacy_nst.architecture import conv_shapes, deepest_layer
+    from legacy_nst.vgg.architecture import conv_shapes, deepest_layer
 
     deepest = deepest_layer(p.recipe.network, p.recipe.layers)
     total, (h, w) = 0, p.content.shape[:2]
@@ -109,7 +110,7 @@ def evaluation_flops(p):
 
 class Engine:
     def __init__(self, p, conv=None):
-        from legacy_nst import transfer
+        from legacy_nst.engine import level as transfer
 
         self.conv, chosen = conv or transfer.default_conv("cpu"), transfer.default_conv
         transfer.default_conv = lambda device: self.conv  # the formulation under test
@@ -339,9 +340,9 @@ def main(argv=None):
         return rss_worker(args)
 
     import torch
-
-    from legacy_nst import network
     from speed import machine
+
+    from legacy_nst.engine import network
 
     info = dict(machine(), torch=torch.__version__, torch_threads=torch.get_num_threads(),
                 engine_conv=network.default_conv("cpu"))

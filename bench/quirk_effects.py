@@ -21,9 +21,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from legacy_nst import images, weights  # noqa: E402
-from numpy_vgg import NumpyVGG, caffe_preprocess, single_threaded_blas  # noqa: E402
 import seed_code as sc  # noqa: E402
+from numpy_vgg import NumpyVGG, caffe_preprocess, single_threaded_blas  # noqa: E402
+
+from legacy_nst import images
+from legacy_nst.vgg import weights  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 SHALLOW_STYLE = ("block1_conv1", "block2_conv1", "block3_conv1")

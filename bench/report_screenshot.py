@@ -66,10 +66,9 @@ def loss_plot(rows, path):
 
 def build_sample(directory):
     from legacy_nst import recipes
-    from legacy_nst.compare import comparison_sheet
     from legacy_nst.images import demo_pair, load_image, resize, save_image, target_shape
-    from legacy_nst.reporting import contact_sheet
-    from legacy_nst.sheets import figure_sheet
+    from legacy_nst.pictures.sheets import contact_sheet, figure_sheet
+    from legacy_nst.tools.compare import comparison_sheet
 
     def thumb(name, size=160):
         image = load_image(SHARED / name)
@@ -144,7 +143,7 @@ def main():
     parser.add_argument("--screenshot", default="/tmp/report_screenshot.png", type=Path)
     parser.add_argument("--window-size", default="1280,2000")
     args = parser.parse_args()
-    from legacy_nst.report import write_report
+    from legacy_nst.tools.report import write_report
 
     directory = Path(args.directory) if args.directory else args.sample_dir
     if not args.directory:

@@ -24,7 +24,7 @@ Wave; every other recipe uses the paper's Fig. 2 pair, Tübingen (Neckarfront) a
 (seed 004 used Starry Night with a Santiago skyline; seeds 002 and 003 name no public images).
 
 Each run is one `legacy_nst.run(Job(...))` (the recipe by name, its changes as the job's overrides, nothing
-written by the run); the sheet is reporting.contact_sheet. --size and --iterations replace every run's size
+written by the run); the sheet is sheets.contact_sheet. --size and --iterations replace every run's size
 and evaluation budget (a smoke test: `--size 64 --iterations 10 --sheet /tmp/s.png --table /tmp/s.md`).
 """
 import argparse
@@ -34,14 +34,14 @@ import sys
 import time
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from legacy_nst import Job, images, recipes, run, weights  # noqa: E402
-from legacy_nst.architecture import conv_layers  # noqa: E402
+from legacy_nst import Job, images, recipes, run
 from legacy_nst.images import save_image  # noqa: E402
-from legacy_nst.reporting import contact_sheet  # noqa: E402
+from legacy_nst.pictures.sheets import contact_sheet  # noqa: E402
+from legacy_nst.vgg import weights  # noqa: E402
+from legacy_nst.vgg.architecture import conv_layers  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 PARTIAL_NAME = "vgg19_partial_block1-3.npz"

@@ -63,7 +63,7 @@ def main():
     args = parser.parse_args()
     if args.child is not None:
         return child(json.loads(args.child))
-    from legacy_nst import weights
+    from legacy_nst.vgg import weights
 
     with tempfile.TemporaryDirectory(prefix="nst_scale_") as work:
         weight_file = args.weights

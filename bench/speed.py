@@ -10,7 +10,7 @@ Same machine, same size (content, style and image all SIZE × SIZE), same synthe
 He-scaled kernels written once in the canonical Keras HDF5 layout (weights.save_keras_h5), read by the engine
 through weights.load_weights and by Keras through VGG19(weights=PATH).
 
-  engine     legacy_nst.transfer.Transfer(recipe, content, [style], params, device="cpu") for --recipe (its
+  engine     legacy_nst.engine.level.Transfer(recipe, content, [style], params, device="cpu") for --recipe (its
              optimizer set to lbfgs), timed through the L-BFGS Evaluator exactly as scipy drives it:
              evaluator.loss(x) then evaluator.grads(x) on the float64 vector scipy hands over.
   seed 000   the TensorFlow blog's eager formulation as seed 000 writes it: Keras VGG19, a Model to the five
@@ -76,7 +76,7 @@ def test_images(size):
 
 def write_weights(directory, seed=0):
     """Full synthetic VGG19 in the canonical Keras HDF5 layout, under the canonical file name."""
-    from legacy_nst import weights
+    from legacy_nst.vgg import weights
 
     path = Path(directory) / weights.CANONICAL["vgg19"].filename
     weights.save_keras_h5(path, "vgg19", weights.synthetic_weights("vgg19", seed=seed))
@@ -92,7 +92,7 @@ def engine_recipe(name, size):
 def conv_flops(network, deepest, height, width):
     """FLOPs of one forward pass through every conv up to `deepest` (2·H·W·9·Cin·Cout each, SAME padding,
     each block after the first halved by a 2 × 2 VALID pool). The input gradient costs the same again."""
-    from legacy_nst.architecture import conv_shapes
+    from legacy_nst.vgg.architecture import conv_shapes
 
     total, h, w = 0, height, width
     for name, ((kh, kw, cin, cout), _) in conv_shapes(network).items():
@@ -108,8 +108,8 @@ def conv_flops(network, deepest, height, width):
 
 class Engine:
     def __init__(self, recipe, h5, content, style, device="cpu"):
-        from legacy_nst import weights
-        from legacy_nst.transfer import Transfer
+        from legacy_nst.engine.level import Transfer
+        from legacy_nst.vgg import weights
 
         params = weights.load_weights(h5, recipe.network, recipe.layers)
         self.transfer = Transfer(recipe, content, [style], params, device=device)
@@ -350,7 +350,7 @@ def peak_rss():
 
 def child(spec):
     """One engine alone in this process: build, warm up, time `evals` evaluations; peak RSS and the numbers."""
-    importlib.import_module("legacy_nst.runtime")  # TensorFlow, quietly: the RSS below is after its import
+    importlib.import_module("legacy_nst.engine.runtime")  # TensorFlow, quietly: the RSS below is after its import
 
     after_import = peak_rss()
     for patch in spec.get("patches", []):
@@ -387,7 +387,9 @@ def apply_patch(name):
     """Undo one kept lever (or set a rejected one) inside a --child, to measure what it is worth (LEVERS)."""
     import tensorflow as tf
 
-    from legacy_nst import losses, network, transfer
+    from legacy_nst.engine import level as transfer
+    from legacy_nst.engine import network
+    from legacy_nst.engine import terms as losses
 
     if name == "const-weights":  # weights as graph constants, as before
         network._lazy_weight = lambda value, name, flip=False: tf.constant(
@@ -472,7 +474,7 @@ def levers(args, h5, size):
 def measure_size(args, h5, size, matmul):
     import tensorflow as tf
 
-    from legacy_nst.architecture import deepest_layer
+    from legacy_nst.vgg.architecture import deepest_layer
 
     recipe = engine_recipe(args.recipe, size)
     content, style = test_images(size)
@@ -629,7 +631,7 @@ def main(argv=None):
     args.formulations = [f.strip() for f in args.formulations.split(",") if f.strip()]
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
 
-    from legacy_nst.runtime import tf
+    from legacy_nst.engine.runtime import tf
 
     tf.get_logger().setLevel("ERROR")
     out = {"machine": machine(), "args": vars(args), "targets": TARGETS, "sizes": {}}
@@ -670,7 +672,7 @@ def gpu_table(args):
     """The engine on the GPU: median seconds per evaluation (loss + gradient, one session.run) and TensorFlow's
     peak GPU memory per size, and the relative change of the loss with TF32 off. Target (issue 13): ≤ 6 ms
     per evaluation at 512 px on one H100, VGG19 to block5_conv2 (tf-eager-blog's losses)."""
-    from legacy_nst.runtime import tf
+    from legacy_nst.engine.runtime import tf
 
     if not tf.config.list_physical_devices("GPU"):
         print("--device gpu: TensorFlow sees no GPU on this machine", file=sys.stderr)

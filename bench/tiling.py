@@ -7,16 +7,16 @@
 
 Every measurement runs in its own child process (a warm-up evaluation, then the timed ones), which reports
 its peak RSS (VmHWM) and writes total, terms and gradient to an .npz the parent compares. Untiled:
-legacy_nst.transfer.Transfer (the recipe's optimizer set to lbfgs) evaluated through its L-BFGS Evaluator as
-scipy drives it (loss(x) then grads(x)), targets computed untiled. Tiled: legacy_nst.tiling.TiledObjective
+legacy_nst.engine.level.Transfer (the recipe's optimizer set to lbfgs) evaluated through its L-BFGS Evaluator as
+scipy drives it (loss(x) then grads(x)), targets computed untiled. Tiled: legacy_nst.engine.tiling.TiledObjective
 with its own tiled targets. Content Tübingen and style Starry Night at the size asked (Lanczos), the image
 0.75 · content + 0.25 · U(0, 255) noise (seed 0) so that every term and its gradient are non-zero. The scipy
-L-BFGS state is not part of these figures (legacy_nst.memory adds it). bench/memory.py runs the same
+L-BFGS state is not part of these figures (legacy_nst.runner.memory adds it). bench/memory.py runs the same
 children to fit its model.
 
 --big SIZE is a user's run, not a measurement of the objective: `legacy_nst.run(Job(...))` of the preview
 recipe at a SIZE px long side with --big-evaluations L-BFGS-B evaluations and the result written to a PNG,
-no tile size given, so the run loop decides from legacy_nst.memory's estimate whether and how to tile (and the
+no tile size given, so the run loop decides from legacy_nst.runner.memory's estimate whether and how to tile (and the
 LevelStarted event says what it chose); the child reports its peak RSS, the time to the first evaluation
 (loading, sizing, the tiled targets) and the seconds per evaluation after it.
 """
@@ -41,7 +41,9 @@ GIB = 1024**3
 
 def setup(recipe_name, size, weights_path):
     """(recipe, params, content, style, x) at a long side of `size` px; weights 'synthetic' or a path."""
-    from legacy_nst import architecture, images, recipes, sizing, weights
+    from legacy_nst import images, recipes
+    from legacy_nst.runner import sizing
+    from legacy_nst.vgg import architecture, weights
 
     recipe = dataclasses.replace(recipes.get(recipe_name), size=size, size_mode="long-side",
                                  optimizer="lbfgs").check()
@@ -59,8 +61,9 @@ def setup(recipe_name, size, weights_path):
 
 
 def child(argv):
-    from legacy_nst import memory, transfer
-    from legacy_nst.tiling import TiledObjective
+    from legacy_nst.engine import level as transfer
+    from legacy_nst.engine.tiling import TiledObjective
+    from legacy_nst.runner import memory
 
     mode, recipe_name, size, weights_path, tile, evaluations, out = argv
     size, evaluations = int(size), int(evaluations)
@@ -98,7 +101,8 @@ def child(argv):
 
 def whole_run(size, evaluations, out):
     """The preview at `size` px through the run loop, tiling left to it; prints what it chose and cost."""
-    from legacy_nst import Evaluation, Job, LevelStarted, Output, memory, run
+    from legacy_nst import Evaluation, Job, LevelStarted, Output, run
+    from legacy_nst.runner import memory
 
     start = time.perf_counter()
     seen = {"evaluations": []}

@@ -83,7 +83,7 @@ class _Stop(Exception):
 def sized_inputs(args, size):
     """Content and style as the preview recipe sizes them (long side `size`, Lanczos), float32 RGB 0..255."""
     from legacy_nst import images, recipes
-    from legacy_nst.sizing import size_images
+    from legacy_nst.runner.sizing import size_images
 
     recipe = recipes.override(recipes.get(OBJECTIVES[args.objective]["recipe"]), size=size)
     content, styles = size_images(recipe, images.load_image(args.content), [images.load_image(args.style)])
@@ -98,7 +98,7 @@ def eager_adam(args, size, steps, record):
     losses. record(total) is called with each step's loss (of the image before that step's update)."""
     import tensorflow as tf
 
-    from legacy_nst import weights
+    from legacy_nst.vgg import weights
 
     spec = OBJECTIVES[args.objective]
     style_layers, content_layer = spec["style_layers"], spec["content_layer"]
@@ -161,9 +161,10 @@ def torch_method(method, args, size, record):
                    eps after the bias correction, TF1 before), --adam-steps steps.
     record(total) is called with every evaluation's loss."""
     import torch
-
-    from legacy_nst import recipes, weights
     from peers import Problem, Torch  # bench/peers.py (bench/ is this script's path)
+
+    from legacy_nst import recipes
+    from legacy_nst.vgg import weights
 
     recipe = recipes.override(recipes.get(OBJECTIVES[args.objective]["recipe"]), size=size, optimizer="lbfgs")
     content, style = sized_inputs(args, size)
@@ -383,9 +384,9 @@ def main(argv=None):
     args.c2f_evals = args.c2f_evals or args.lbfgs_evals
     sizes = [int(s) for s in args.sizes.split(",")]
 
-    from legacy_nst import runtime  # noqa: F401  (TensorFlow imported, quietly, before any clock starts)
-
     from speed import machine  # bench/speed.py's description of the machine (bench/ is this script's path)
+
+    from legacy_nst.engine import runtime  # noqa: F401  (TensorFlow imported, quietly, before any clock starts)
 
     if args.objective == "whole":
         import torch  # noqa: F401  (before any clock starts, like TensorFlow)

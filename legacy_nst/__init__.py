@@ -6,11 +6,11 @@
 Importing the package does not import TensorFlow; a run does.
 """
 from .errors import UserError, WriteError
-from .events import Evaluation, IterationFinished, LevelFinished, LevelStarted, Notice, Result, Saved
-from .job import Job, Level, Output, Style
 from .recipes import RECIPES, Recipe
-from .runner import run
-from .notebook import stylize
+from .runner.events import Evaluation, IterationFinished, LevelFinished, LevelStarted, Notice, Result, Saved
+from .runner.job import Job, Level, Output, Style
+from .runner.loop import run
+from .ui.notebook import stylize
 
 __all__ = ["Evaluation", "IterationFinished", "Job", "Level", "LevelFinished", "LevelStarted", "Notice", "Output",
            "RECIPES", "Recipe", "Result", "Saved", "Style", "UserError", "WriteError", "run", "stylize"]

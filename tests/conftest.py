@@ -9,7 +9,7 @@ import pytest
 # TensorFlow is imported; tests that need another count start their own processes (test_threads.py).
 os.environ["TF_NUM_INTRAOP_THREADS"] = "1"
 
-from legacy_nst import weights  # noqa: E402
+from legacy_nst.vgg import weights  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_PARTIAL = ROOT.parent / "shared" / "weights" / "vgg19_partial_block1-3.npz"

@@ -20,10 +20,9 @@ import dataclasses
 import math
 
 import numpy as np
+from numpy_vgg import (IMAGENET_MEAN_BGR, Reference, caffe_deprocess, caffe_preprocess, chw, d_gram_chw, d_gram_hwc,
+                       from_chw)
 from scipy.optimize import fmin_l_bfgs_b
-
-from numpy_vgg import (IMAGENET_MEAN_BGR, Reference, caffe_deprocess, caffe_preprocess, chw, d_gram_chw,
-                       d_gram_hwc, from_chw)
 
 CONV1_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
 VGG16_CONV = ("block1_conv1", "block1_conv2", "block2_conv1", "block2_conv2", "block3_conv1", "block3_conv2",

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from legacy_nst import cli
+from legacy_nst.ui import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_TRANSFER = ROOT / "run_transfer.py"

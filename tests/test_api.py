@@ -9,12 +9,12 @@ import sys
 
 import numpy as np
 import pytest
-
-from legacy_nst import (Evaluation, IterationFinished, Job, LevelFinished, LevelStarted, Output, Saved,
-                        UserError, images, recipes, run, stylize)
-from legacy_nst.events import Result
-from legacy_nst.progress import Console
 from support import ROOT, SHARED, log_rows, run_main, write_pair
+
+from legacy_nst import (Evaluation, IterationFinished, Job, LevelFinished, LevelStarted, Output, Saved, UserError,
+                        images, recipes, run, stylize)
+from legacy_nst.runner.events import Result
+from legacy_nst.ui.console import Console
 
 
 @pytest.fixture(scope="module")
@@ -85,9 +85,9 @@ def test_stylize_displays_inline(pair, vgg19_h5):
 
 
 def test_transfer_is_a_context_manager(pair, vgg19_h5):
-    from legacy_nst import weights
-    from legacy_nst.sizing import size_images
-    from legacy_nst.transfer import Transfer
+    from legacy_nst.engine.level import Transfer
+    from legacy_nst.runner.sizing import size_images
+    from legacy_nst.vgg import weights
 
     recipe = recipes.override(recipes.get("preview"), size=32, iterations=2)
     content, styles = size_images(recipe, images.load_image(str(pair[0])), [images.load_image(str(pair[1]))])
@@ -117,7 +117,7 @@ def test_the_readme_notebook_example_runs_as_a_script(tmp_path):
 
 # --------------------------------------------------------------------- what a new user tripped on
 def test_help_and_list_recipes_do_not_import_tensorflow():
-    probe = ("import sys\nfrom legacy_nst import cli\n"
+    probe = ("import sys\nfrom legacy_nst.ui import cli\n"
              "for argv in (['--help'], ['--list-recipes'], ['--show-recipe', 'preview']):\n"
              "    try:\n        cli.main(argv)\n    except SystemExit:\n        pass\n"
              "print('TF', 'tensorflow' in sys.modules, file=sys.stderr)\n")
@@ -214,7 +214,7 @@ def test_workers_help_says_when_they_help(command, capsys):
 
 
 def test_flags_from_other_tools_that_work_here(pair, capsys):
-    from legacy_nst.cli import build_parser, make_job
+    from legacy_nst.ui.cli import build_parser, make_job
 
     args = build_parser().parse_args(["--optimizer", "adam", "--learning-rate", "2", "--init", "random",
                                       "--print-every", "5", "--content", str(pair[0]), "--style", str(pair[1])])
@@ -224,7 +224,7 @@ def test_flags_from_other_tools_that_work_here(pair, capsys):
 
 
 def test_repeated_style_flags_use_every_style(pair):
-    from legacy_nst.cli import build_parser, make_job
+    from legacy_nst.ui.cli import build_parser, make_job
 
     args = build_parser().parse_args(["--style", str(pair[1]), "--style", str(pair[0]), "--content", str(pair[0])])
     assert [s.image for s in make_job(args).styles] == [str(pair[1]), str(pair[0])]

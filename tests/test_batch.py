@@ -23,9 +23,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-from legacy_nst import Job, Output, Style, UserError, batch, jobsfile
 from support import ROOT, cli_command, run_main, write_pair
+
+from legacy_nst import Job, Output, Style, UserError
+from legacy_nst.tools import batch, jobsfile
 
 SMALL = ("sweep-style_weight=0.1-seed=1", "sweep-style_weight=0.1-seed=2", "sweep-style_weight=10.0-seed=1",
          "sweep-style_weight=10.0-seed=2")
@@ -424,7 +425,7 @@ def test_duplicate_names_and_bad_workers_are_refused(tmp_path):
 
 
 def test_a_worker_reads_a_weight_file_once_until_it_changes(real_weights, tmp_path, monkeypatch):
-    from legacy_nst import weights
+    from legacy_nst.vgg import weights
 
     copy = tmp_path / "w.npz"
     copy.write_bytes(real_weights.read_bytes())

@@ -2,7 +2,7 @@
 
 Every subprocess imports TensorFlow (seconds of CPU each), so all of them are launched when the module
 starts (an autouse fixture) and go through a small pool of worker threads; each test then waits for its
-own run. The bad-input cases, --list-recipes and --show-recipe run in-process through legacy_nst.cli.main
+own run. The bad-input cases, --list-recipes and --show-recipe run in-process through legacy_nst.ui.cli.main
 (the function run_transfer.py calls, exit code and stderr included) while the pool works; two bad-input
 cases also run as subprocesses.
 Synthetic weights (tests/conftest.py) and tiny images, except the one real-weights run of the preview
@@ -20,9 +20,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
-from legacy_nst import cli, images, recipes, weights
 from support import CliRun, CliRuns, run_main, write_pair
+
+from legacy_nst import images, recipes
+from legacy_nst.ui import cli
+from legacy_nst.vgg import weights
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_IMAGES = ROOT.parent / "shared" / "images"

@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 
 import pytest
-
-from legacy_nst import batch
 from support import ROOT, cli_command, write_pair
+
+from legacy_nst.tools import batch
 
 HEAD, WORKER = "127.0.0.2", "127.0.0.3"
 JOBS = ("long", "a-seed=1", "a-seed=2", "a-seed=3")  # the long one first: a node that joins gets the rest

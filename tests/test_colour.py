@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from scipy import linalg
 
-from legacy_nst import colour, images
+from legacy_nst import images
+from legacy_nst.runner import colour
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "images"
 SHAPE = (48, 64)

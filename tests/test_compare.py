@@ -11,8 +11,12 @@ import pytest
 import tensorflow as tf
 from PIL import Image, ImageDraw, ImageFilter
 
-from legacy_nst import architecture, compare, images, losses, network, weights
+from legacy_nst import images
+from legacy_nst.engine import network
+from legacy_nst.engine import terms as losses
 from legacy_nst.errors import UserError
+from legacy_nst.tools import compare
+from legacy_nst.vgg import architecture, weights
 
 SHARED_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "images"
 SIDE = 64

@@ -17,11 +17,12 @@ import numpy as np
 import pytest
 from skimage.metrics import structural_similarity
 
-from legacy_nst import Job, Style, images, run, weights
-from legacy_nst.network import FeatureProbe
+from legacy_nst import Job, Style, images, run
+from legacy_nst.engine.level import initial_image
+from legacy_nst.engine.network import FeatureProbe
 from legacy_nst.recipes import CONV1_LAYERS
-from legacy_nst.sizing import size_images
-from legacy_nst.transfer import initial_image
+from legacy_nst.runner.sizing import size_images
+from legacy_nst.vgg import weights
 
 ROOT = Path(__file__).resolve().parents[1]
 FULL = Path(os.environ.get("LEGACY_NST_FULL_WEIGHTS", ROOT.parent / "shared" / "weights" / "vgg19_full_q8.npz"))

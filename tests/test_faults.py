@@ -10,10 +10,11 @@ import time
 
 import numpy as np
 import pytest
-
-from legacy_nst import Evaluation, Job, Output, run
-from legacy_nst import images as images_module
 from support import ROOT, cli_command, part_files, run_main, write_pair
+
+from legacy_nst import Evaluation, Job, Output
+from legacy_nst import images as images_module
+from legacy_nst import run
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +168,7 @@ def test_disk_full_at_the_result_keeps_the_image_as_partial(pair, vgg19_h5, tmp_
 
 def test_interrupt_on_a_full_disk_still_exits_130_and_says_where_the_checkpoint_is(pair, vgg19_h5, tmp_path,
                                                                                   capsys, monkeypatch):
-    from legacy_nst import progress
+    from legacy_nst.ui import console as progress
 
     full = []
     _disk_full_for(monkeypatch, lambda: bool(full))

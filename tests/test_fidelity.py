@@ -11,12 +11,13 @@ import functools
 
 import numpy as np
 import pytest
+import seed_code as sc
+from numpy_vgg import NumpyVGG, single_threaded_blas
 from PIL import Image
 
-from legacy_nst import Job, Output, recipes, run, weights
-from legacy_nst.transfer import initial_image
-from numpy_vgg import NumpyVGG, single_threaded_blas
-import seed_code as sc
+from legacy_nst import Job, Output, recipes, run
+from legacy_nst.engine.level import initial_image
+from legacy_nst.vgg import weights
 
 SHALLOW = ("block1_conv1", "block2_conv1", "block3_conv1")
 
@@ -116,7 +117,7 @@ def test_the_engine_returns_what_the_sources_code_returns(name, corrected, weigh
 
 def _feed(tracker, iterations):
     """Evaluations measured on an image of value i, each followed by the update to i + 0.5."""
-    from legacy_nst.events import Evaluation, IterationFinished
+    from legacy_nst.runner.events import Evaluation, IterationFinished
 
     for i in range(iterations):
         measured = np.full((2, 2, 3), float(i), np.float32)
@@ -126,7 +127,7 @@ def _feed(tracker, iterations):
 
 @pytest.mark.parametrize("iterations", [10, 15, 1001])
 def test_the_grid_follows_seed_000s_display_rule(iterations):
-    from legacy_nst.history import Tracker
+    from legacy_nst.runner.history import Tracker
 
     recipe = recipes.override(recipes.get("tf-eager-blog"), iterations=iterations)
     faithful = Tracker(recipe, grid_cells=10)
@@ -158,7 +159,7 @@ def test_corrected_switches_every_quirk_and_show_recipe_shows_both(capsys):
 
 
 def test_the_corrected_flag_reaches_the_job(tmp_path):
-    from legacy_nst.cli import build_parser, make_job
+    from legacy_nst.ui.cli import build_parser, make_job
 
     args = build_parser().parse_args(["--recipe", "hvass-vgg16", "--corrected", "--content", "c.png", "--style", "s.png"])
     job = make_job(args)

@@ -1,4 +1,4 @@
-"""The paper's figures as grids of Jobs (legacy_nst.figures, `run_transfer.py figure`), and the unit-mean VGG
+"""The paper's figures as grids of Jobs (legacy_nst.tools.figures, `run_transfer.py figure`), and the unit-mean VGG
 a Job can run on (Job.normalise_on). Real runs use the genuine partial VGG19 at 32 px and a few evaluations."""
 import csv
 import json
@@ -6,12 +6,15 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-
-from legacy_nst import Evaluation, Job, batch, figures, images, normalise, run, weights
-from legacy_nst.architecture import conv_layers
-from legacy_nst.errors import UserError
-from legacy_nst.network import FeatureProbe
 from support import SHARED, run_main, write_pair
+
+from legacy_nst import Evaluation, Job, images, run
+from legacy_nst.engine.network import FeatureProbe
+from legacy_nst.errors import UserError
+from legacy_nst.runner import normalisation as normalise
+from legacy_nst.tools import batch, figures
+from legacy_nst.vgg import weights
+from legacy_nst.vgg.architecture import conv_layers
 
 IMAGES = SHARED / "images"
 TUEBINGEN, STARRY, SHIPWRECK, NUDE = (IMAGES / n for n in ("tubingen.jpg", "starry_night.jpg", "shipwreck.jpg",

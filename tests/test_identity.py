@@ -6,9 +6,11 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
-
-from legacy_nst import Job, Output, Style, UserError, batch, checkpoint, identity, recipes
 from support import write_pair
+
+from legacy_nst import Job, Output, Style, UserError, recipes
+from legacy_nst.runner import checkpoint, identity
+from legacy_nst.tools import batch
 
 
 @pytest.fixture
@@ -145,13 +147,19 @@ def test_every_algorithm_field_is_part_of_the_identity(files):
     assert same["sizes"] == [32] and identity.of_job(job).budget == [4]
 
 
-def test_the_identity_and_the_surfaces_load_no_tensorflow():
-    """Batch skipping and figure resumes compute identities in the driver: no TensorFlow start-up for that."""
+def test_nothing_outside_the_engine_loads_tensorflow():
+    """Every module outside legacy_nst.engine imports without TensorFlow (the engine is the one door): batch
+    skipping and figure resumes compute identities in the driver, `--help` and argument checks answer at once."""
+    import pkgutil
     import subprocess
     import sys
 
-    modules = ("identity", "batch", "figures", "compare", "report", "normalise", "sheets", "plots")
-    code = ("import sys; import " + ", ".join(f"legacy_nst.{m}" for m in modules)
+    import legacy_nst
+
+    modules = [m.name for m in pkgutil.walk_packages(legacy_nst.__path__, "legacy_nst.")
+               if not m.name.startswith("legacy_nst.engine.")]
+    assert {"legacy_nst.runner.loop", "legacy_nst.tools.batch", "legacy_nst.ui.cli", "legacy_nst.engine"} <= set(modules)
+    code = ("import sys, legacy_nst, legacy_nst.runner, legacy_nst.tools; import " + ", ".join(modules)
             + "; print('tensorflow' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "False", done.stderr[-2000:]

@@ -3,7 +3,7 @@ weight file gives ONE clear line on stderr naming the file or flag, exit code 2,
 no output behind. Unusual but valid images (every Pillow mode, 16-bit, CMYK, EXIF-rotated, animated) load.
 
 The corpus of bad inputs is generated here (Pillow and raw bytes), not committed. Most cases run the CLI
-in-process (`legacy_nst.cli.main`); a handful run `python run_transfer.py` to prove the process-level
+in-process (`legacy_nst.ui.cli.main`); a handful run `python run_transfer.py` to prove the process-level
 behaviour. Cases that must be refused before any heavy work pass a --weights path that does not exist:
 the error must be about the bad input, never about the weights.
 """
@@ -21,10 +21,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
-
-from legacy_nst import images, outputs, weights
-from legacy_nst.architecture import conv_layers
 from support import CliRun, CliRuns, run_main
+
+from legacy_nst import images
+from legacy_nst.runner import outputs
+from legacy_nst.vgg import weights
+from legacy_nst.vgg.architecture import conv_layers
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_WEIGHTS = "/nonexistent/legacy-nst-test/no-weights.h5"

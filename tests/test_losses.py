@@ -16,9 +16,13 @@ import functools
 
 import numpy as np
 import pytest
-from legacy_nst import architecture, losses, network, recipes, weights
-from legacy_nst.runtime import tf
-from legacy_nst.transfer import Transfer
+
+from legacy_nst import recipes
+from legacy_nst.engine import network
+from legacy_nst.engine import terms as losses
+from legacy_nst.engine.level import Transfer
+from legacy_nst.engine.runtime import tf
+from legacy_nst.vgg import architecture, weights
 
 EPS = 1e-10  # seed 002's adaptive epsilon
 

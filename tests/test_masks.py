@@ -17,8 +17,11 @@ import tensorflow as tf
 from PIL import Image
 from skimage.measure import block_reduce
 
-from legacy_nst import architecture, images, losses, network, recipes, weights
+from legacy_nst import images, recipes
+from legacy_nst.engine import network
+from legacy_nst.engine import terms as losses
 from legacy_nst.errors import UserError
+from legacy_nst.vgg import architecture, weights
 
 VGG19_LAYERS = architecture.conv_layers("vgg19")
 

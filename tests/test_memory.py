@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from legacy_nst import memory, recipes
+from legacy_nst import recipes
 from legacy_nst.errors import UserError
+from legacy_nst.runner import memory
 
 ROOT = Path(__file__).resolve().parents[1]
 GIB = 1024**3
@@ -20,7 +21,10 @@ PREVIEW = recipes.get("preview").check()
 RUN = """
 import dataclasses, json, sys
 import numpy as np
-from legacy_nst import memory, recipes, transfer, weights
+from legacy_nst import recipes
+from legacy_nst import engine
+from legacy_nst.runner import memory
+from legacy_nst.vgg import weights
 height, width, evaluations = map(int, sys.argv[2:5])
 recipe = dataclasses.replace(recipes.get("preview"), iterations=1000).check()
 params = weights.load_weights(sys.argv[1], recipe.network, recipe.layers)
@@ -32,7 +36,7 @@ def on_evaluation(measurement):
     if len(measured) >= evaluations:
         raise KeyboardInterrupt  # enough: stop the optimiser from inside scipy
 try:
-    transfer.Transfer(recipe, content, [style], params, device="cpu").run(on_evaluation, lambda *a: None)
+    engine.Transfer(recipe, content, [style], params, device="cpu").run(on_evaluation, lambda *a: None)
 except KeyboardInterrupt:
     pass
 print(json.dumps({"peak": memory.peak_rss_bytes()}))
@@ -40,7 +44,7 @@ print(json.dumps({"peak": memory.peak_rss_bytes()}))
 
 LIMITED = """
 import json, resource
-from legacy_nst import memory
+from legacy_nst.runner import memory
 size = [int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmSize:")][0]
 resource.setrlimit(resource.RLIMIT_AS, (size + 2 * 2**30, resource.RLIM_INFINITY))
 available = memory.available_bytes()

@@ -2,9 +2,10 @@
 import numpy as np
 import pytest
 
-from legacy_nst import architecture, network, weights
+from legacy_nst.engine import network
+from legacy_nst.engine.runtime import tf
 from legacy_nst.errors import UserError
-from legacy_nst.runtime import tf
+from legacy_nst.vgg import architecture, weights
 
 SIDE = 32
 

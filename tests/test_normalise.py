@@ -12,8 +12,12 @@ import pytest
 import tensorflow as tf
 from PIL import Image, ImageDraw
 
-from legacy_nst import architecture, images, losses, network, normalise, weights
+from legacy_nst import images
+from legacy_nst.engine import network
+from legacy_nst.engine import terms as losses
 from legacy_nst.errors import UserError
+from legacy_nst.runner import normalisation as normalise
+from legacy_nst.vgg import architecture, weights
 
 SHARED_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "images"
 LAYERS = architecture.conv_layers("vgg19")[:8]  # block1_conv1 .. block3_conv4: all the partial file holds

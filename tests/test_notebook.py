@@ -7,9 +7,7 @@ import base64
 import json
 
 import nbformat
-import pytest
 from nbclient import NotebookClient
-
 from support import ROOT, write_pair
 
 
@@ -21,7 +19,7 @@ def test_stylize_shows_live_progress_and_a_short_result_in_jupyter(real_weights,
     content, style = write_pair(tmp_path, shape=(36, 48))
     setup = f"import sys; sys.path.insert(0, {str(ROOT)!r})\nfrom legacy_nst import stylize"
     # interval 0: every evaluation replaces the display (stylize's default is at most every 2 s)
-    call = ("from legacy_nst.notebook import NotebookProgress\nlive = NotebookProgress(interval=0)\n"
+    call = ("from legacy_nst.ui.notebook import NotebookProgress\nlive = NotebookProgress(interval=0)\n"
             f"out = stylize({str(content)!r}, {str(style)!r}, recipe='preview', weights={str(real_weights)!r}, "
             "size=48, iterations=10, progress=live)\nprint('updates', live.updates)")
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(setup), nbformat.v4.new_code_cell(call),
@@ -55,7 +53,7 @@ def test_stylize_shows_live_progress_and_a_short_result_in_jupyter(real_weights,
 
 def test_stylize_outside_jupyter_stays_quiet(real_weights, tmp_path, capsys):
     from legacy_nst import stylize
-    from legacy_nst.notebook import in_jupyter
+    from legacy_nst.ui.notebook import in_jupyter
 
     assert not in_jupyter()
     content, style = write_pair(tmp_path, shape=(36, 48))

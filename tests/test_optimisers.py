@@ -17,9 +17,11 @@ import numpy as np
 import pytest
 from scipy.optimize import fmin_l_bfgs_b
 
-from legacy_nst import optimisers, recipes, weights
-from legacy_nst.losses import ADAPTIVE_EPS
-from legacy_nst.transfer import Transfer
+from legacy_nst import recipes
+from legacy_nst.engine import optimisers
+from legacy_nst.engine.level import Transfer
+from legacy_nst.engine.terms import ADAPTIVE_EPS
+from legacy_nst.vgg import weights
 
 SHAPE = (16, 12, 3)
 SHALLOW = {"content_layers": ("block2_conv1",), "style_layers": ("block1_conv1", "block2_conv1"),

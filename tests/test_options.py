@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 from skimage import color
+from support import SHARED, run_main, write_pair
 
 from legacy_nst import Job, Output, Style, UserError, images, recipes, run
-from support import SHARED, run_main, write_pair
 
 TUBINGEN, STARRY = SHARED / "images" / "tubingen.jpg", SHARED / "images" / "starry_night.jpg"
 
@@ -91,9 +91,9 @@ def _mask(side, half):
 
 
 def test_two_masked_styles_paint_two_regions(real_weights):
-    from legacy_nst.compare import gram
-    from legacy_nst.network import FeatureProbe
-    from legacy_nst.weights import load_weights
+    from legacy_nst.engine.network import FeatureProbe
+    from legacy_nst.tools.compare import gram
+    from legacy_nst.vgg.weights import load_weights
 
     side = 64
     vertical, horizontal = _stripes(8, side), _stripes(8, side).transpose(1, 0, 2)
@@ -116,7 +116,7 @@ def test_two_masked_styles_paint_two_regions(real_weights):
 
 
 def test_the_loss_plot_is_written_beside_the_log_with_every_term(real_weights, tmp_path):
-    from legacy_nst import plots
+    from legacy_nst.pictures import plots
 
     result = run(preview(real_weights, overrides={"size": 48, "iterations": 10},
                          output=Output(str(tmp_path / "r.png"))))
@@ -141,9 +141,9 @@ def test_noise_blend_starts_between_the_init_and_noise(real_weights):
 
 
 def test_normalised_gradients_keep_the_loss_and_change_the_gradient(real_weights):
-    from legacy_nst.sizing import size_images
-    from legacy_nst.transfer import Transfer
-    from legacy_nst.weights import load_weights
+    from legacy_nst.engine.level import Transfer
+    from legacy_nst.runner.sizing import size_images
+    from legacy_nst.vgg.weights import load_weights
 
     recipe = recipes.override(recipes.get("preview"), size=48)
     content, styles = size_images(recipe, images.load_image(str(TUBINGEN)), [images.load_image(str(STARRY))])
@@ -167,7 +167,7 @@ def test_anish_shorthands_set_the_per_layer_weights():
 
 
 def test_the_names_people_type(tmp_path):
-    from legacy_nst.cli import build_parser, make_job
+    from legacy_nst.ui.cli import build_parser, make_job
 
     content, style = write_pair(tmp_path)
     args = build_parser().parse_args([
@@ -216,8 +216,8 @@ def test_bad_masks_and_scales_are_refused_before_any_work(real_weights, tmp_path
 
 def test_a_grid_of_a_run_without_restarts_is_spaced_over_its_evaluations():
     """preview makes one L-BFGS call: its grid held one image ("iteration 0", the result) whatever R × C."""
-    from legacy_nst.events import Evaluation, IterationFinished
-    from legacy_nst.history import Tracker
+    from legacy_nst.runner.events import Evaluation, IterationFinished
+    from legacy_nst.runner.history import Tracker
 
     tracker = Tracker(dataclasses.replace(recipes.get("preview"), iterations=6), grid_cells=3)
     for n in range(1, 7):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from legacy_nst import plots
+from legacy_nst.pictures import plots
 
 TERMS = ("content", "style", "tv")
 WEIGHTS = {"content": 0.025, "style": 1.0, "tv": 1.0}

@@ -27,17 +27,18 @@ import functools
 
 import numpy as np
 import pytest
-from PIL import Image
-
-from legacy_nst import images, recipes, weights
-from legacy_nst.job import Output
-from legacy_nst.reporting import contact_sheet
-from legacy_nst.sizing import size_images
-from legacy_nst.transfer import Transfer, initial_image
 from numpy_vgg import IMAGENET_MEAN_BGR, NumpyVGG, Reference, caffe_preprocess, d_gram_hwc, single_threaded_blas
+from PIL import Image
 from seed_code import (gatys_code_loss, jcjohnson_net, optim_lbfgs, run_gatys_code, run_jcjohnson, seed000_loss,
                        seed002_loss, seed003_loss, seed003_outer_loop, seed004_loss)
 from support import CliRun, CliRuns
+
+from legacy_nst import images, recipes
+from legacy_nst.engine.level import Transfer, initial_image
+from legacy_nst.pictures.sheets import contact_sheet
+from legacy_nst.runner.job import Output
+from legacy_nst.runner.sizing import size_images
+from legacy_nst.vgg import weights
 
 ALL_RECIPES = ("preview", "tf-eager-blog", "hvass-vgg16", "keras-lbfgs", "keras-gd-noise", "gatys2016", "jcjohnson",
                "gatys-code")
@@ -569,7 +570,7 @@ def test_gatys_code_run_equals_the_notebook(synthetic_npz, tmp_path):
 
 
 def test_gatys_code_ends_with_its_high_resolution_pass():
-    from legacy_nst.job import Job, Level
+    from legacy_nst.runner.job import Job, Level
 
     recipe = recipes.get("gatys-code")
     assert Job().levels(recipe) == (Level(512, 520), Level(800, 220))  # `while n_iter[0] <= 200`: 11 × 20
@@ -786,7 +787,7 @@ def test_cli_tf_eager_blog_grid_and_best_image(cli_runs):
     np.testing.assert_array_equal(measured(1), images.to_uint8(content))
     after_step = [measured(i + 2) for i in range(19)]
 
-    # the 2 × 5 grid (reporting.contact_sheet: tile height 200, label 18, margin 8) shows the images after
+    # the 2 × 5 grid (sheets.contact_sheet: tile height 200, label 18, margin 8) shows the images after
     # steps 0, 2, ..., 18 (20 iterations: i % 2.0; 21 would show ONE tile, i % 2.1 == 0 only at 0),
     # as seed 000 plots init_image after opt.apply_gradients
     grid = np.asarray(Image.open(out.with_name("out_grid.png")).convert("RGB"), np.float32)

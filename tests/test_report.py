@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from legacy_nst.errors import UserError
-from legacy_nst.report import read_losses, write_report
+from legacy_nst.tools.report import read_losses, write_report
 
 EVIL = "a<script>b&c"  # a run whose name must show as text, never as markup
 LOG = ("size,iteration,evaluations,total,content,style,tv,seconds\n"

@@ -9,10 +9,10 @@ import dataclasses
 import numpy as np
 import pytest
 from PIL import Image
+from support import run_main, write_pair
 
 from legacy_nst import Evaluation, Job, Level, LevelStarted, Output, run
-from legacy_nst.checkpoint import CheckpointPastBudget
-from support import run_main, write_pair
+from legacy_nst.runner.checkpoint import CheckpointPastBudget
 
 
 @pytest.fixture(scope="module")

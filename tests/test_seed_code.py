@@ -13,10 +13,10 @@ import functools
 
 import numpy as np
 import pytest
-
-from legacy_nst import weights
-from numpy_vgg import NumpyVGG, caffe_deprocess, caffe_preprocess, single_threaded_blas
 import seed_code as sc
+from numpy_vgg import NumpyVGG, caffe_deprocess, caffe_preprocess, single_threaded_blas
+
+from legacy_nst.vgg import weights
 
 SHALLOW_STYLE = ("block1_conv1", "block2_conv1", "block3_conv1")
 

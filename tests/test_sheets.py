@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from legacy_nst.errors import UserError
-from legacy_nst.sheets import MISSING_FILL, figure_sheet
+from legacy_nst.pictures.sheets import MISSING_FILL, figure_sheet
 
 TILE, PAD, FONT = 40, 4, 12
 ROWS, COLS = ["row zero", "row one"], ["col A", "col B", "col C"]

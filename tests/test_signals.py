@@ -24,12 +24,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support import log_rows, part_files, pixels, run_main, start_process, write_pair
 
 from legacy_nst import images
-from legacy_nst.history import Tracker
-from legacy_nst.outputs import OutputPaths
-from legacy_nst.runner import Terminated
-from support import log_rows, part_files, pixels, run_main, start_process, write_pair
+from legacy_nst.runner.history import Tracker
+from legacy_nst.runner.loop import Terminated
+from legacy_nst.runner.outputs import OutputPaths
 
 
 @pytest.fixture(scope="module")

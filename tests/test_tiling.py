@@ -11,13 +11,17 @@ import re
 import numpy as np
 import pytest
 import tensorflow as tf
-
-from legacy_nst import Job, LevelStarted, architecture, losses, memory, recipes, run, tiling, weights
-from legacy_nst.errors import UserError
-from legacy_nst.runner import prepare
-from legacy_nst.architecture import deepest_layer
-from legacy_nst.network import VGG
 from support import run_main, write_pair
+
+from legacy_nst import Job, LevelStarted, recipes, run
+from legacy_nst.engine import terms as losses
+from legacy_nst.engine import tiling
+from legacy_nst.engine.network import VGG
+from legacy_nst.errors import UserError
+from legacy_nst.runner import memory
+from legacy_nst.runner.loop import prepare
+from legacy_nst.vgg import architecture, weights
+from legacy_nst.vgg.architecture import deepest_layer
 
 # Tiled against untiled, float32 sums in another order. Largest relative errors measured on the AVX2 AMD EPYC
 # (plain / transposed convolution): totals 1.4e-7 / 9.2e-8, terms 4.6e-7 / 3.9e-7, gradients 6.8e-6 / 8.5e-7,

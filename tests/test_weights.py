@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from legacy_nst import weights
 from legacy_nst.errors import UserError
-from legacy_nst.architecture import conv_layers, conv_shapes
+from legacy_nst.vgg import weights
+from legacy_nst.vgg.architecture import conv_layers, conv_shapes
 
 REAL_MD5 = "0aac8661d54724f64a072308c61aa7b3"  # /work/shared/weights/README.md
 PREVIEW_LAYERS = ["block3_conv2", "block1_conv1", "block2_conv1", "block3_conv1"]
@@ -530,7 +530,7 @@ def test_sigterm_during_download_leaves_no_temp_file(server, tmp_path):
     url = server.serve("/slow.h5", os.urandom(200), "trickle")
     dest = tmp_path / "w" / "f.h5"
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    code = "import sys; from legacy_nst import weights; weights.download(sys.argv[1], sys.argv[2], '0' * 32)"
+    code = "import sys; from legacy_nst.vgg import weights; weights.download(sys.argv[1], sys.argv[2], '0' * 32)"
     child = subprocess.Popen([sys.executable, "-c", code, url, str(dest)], env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

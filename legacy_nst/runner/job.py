@@ -1,0 +1,162 @@
+"""A run as data: what to stylise, with which recipe and overrides, at which sizes, and where outputs go.
+
+A `Job` holds no open files and no TensorFlow objects, so the CLI, a jobs file, a notebook, a figure or a
+Ray task can all build one and hand it to `run()`. Output settings are kept apart from the algorithm:
+changing how often to print or save changes neither the recipe nor a checkpoint's fingerprint.
+"""
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import recipes
+from ..errors import UserError
+
+
+@dataclass(frozen=True)
+class Style:
+    """One style image (a path or an RGB array, 0..255) and its settings."""
+
+    image: object
+    weight: float = 1.0  # blend weight of its Gram targets (normalised over the styles to sum 1)
+    scale: float = 1.0  # its long side as a multiple of the sized content's (1: the recipe's own rule)
+    mask: object = None  # a path or (H, W) array, white = paint this style here (Gatys et al. 2017)
+
+
+@dataclass(frozen=True)
+class Level:
+    """One size of a coarse-to-fine schedule and its evaluation budget (None: the recipe's iterations)."""
+
+    size: int
+    iterations: int | None = None
+
+
+def parse_schedule(text):
+    """A schedule as text (the CLI's --scales, a jobs file's scales): 256,512,1024, or with budgets
+    256:300,512:100 (evaluations per level), or auto. ValueError names what is wrong."""
+    if text.strip() == "auto":
+        return "auto"
+    levels = []
+    try:
+        for item in (t for t in text.replace(" ", "").split(",") if t):
+            size, _, budget = item.partition(":")
+            levels.append(Level(int(size), int(budget) if budget else None))
+    except ValueError:
+        raise ValueError(f"{text!r}: expected sizes like 256,512,1024 or 256:300,512:100") from None
+    if not levels or any(l.size < 1 or (l.iterations is not None and l.iterations < 1) for l in levels):
+        raise ValueError(f"{text!r}: every size and budget must be at least 1")
+    return tuple(levels)
+
+
+AUTO = "auto"
+AUTO_SHARES = (0.2, 0.3, 0.5)  # of the evaluation budget, from the coarsest level to the requested size
+AUTO_SMALLEST = 64  # px: below this a level's Grams say little about a painting's strokes
+
+
+def auto_levels(size, iterations):
+    """Coarse to fine: the requested size halved twice (no level under 64 px), the budget split 20/30/50 %,
+    so the whole schedule costs about 0.59 of one level at full size (a level at half the side costs a
+    quarter per evaluation); each level starts from the previous result upsampled.
+
+    Opt-in, no recipe's default: on the preview objective it reaches every loss later than one scale does
+    (bench/time_to_quality.py, bench/README.md). The upsampled coarse result lacks the fine strokes the
+    block1-2 Grams measure at full size; its full-size loss is about half the photo's, which one scale's
+    L-BFGS reaches in 3 evaluations."""
+    if size is None:
+        raise UserError("--scales auto needs a size (this recipe keeps each image's own size): give --size")
+    sizes = [s for s in (size // 4, size // 2) if s >= AUTO_SMALLEST] + [size]
+    shares = AUTO_SHARES[-len(sizes):]
+    shares = [share / sum(shares) for share in shares]
+    return tuple(Level(s, max(1, round(iterations * share))) for s, share in zip(sizes, shares))
+
+
+# What each source printed and saved, as output defaults (evaluations; 0 = never). The recipes hold only
+# the algorithm; these follow the posts so that a tutorial's run leaves the files its post leaves.
+SOURCE_OUTPUTS = {
+    "preview": {"print_every": 10},
+    "tf-eager-blog": {"print_every": 100, "grid": (2, 5)},
+    "hvass-vgg16": {"print_every": 10, "save_every": 10},
+    "keras-lbfgs": {"print_every": 15, "save_restarts": True},
+    "keras-gd-noise": {"print_every": 100},
+    "gatys2016": {"print_every": 50},
+    "jcjohnson": {"print_every": 50, "save_every": 100},  # -print_iter 50, -save_iter 100
+    "gatys-code": {"print_every": 50},  # show_iter 50
+}
+
+
+@dataclass(frozen=True)
+class Output:
+    """Where a run writes and how often it reports; None values take the recipe source's own habits."""
+
+    path: str | None = None  # the result image; None writes nothing (a notebook run)
+    overwrite: bool = False
+    print_every: int | None = None  # evaluations between printed loss lines
+    save_every: int | None = None  # evaluations between snapshots (+ a checkpoint where resumable); 0 never
+    save_restarts: bool | None = None  # L-BFGS: snapshot and checkpoint after every restart (seed 003)
+    grid: tuple | None = None  # (rows, cols) of evenly spaced snapshots in STEM_grid.png; () none
+    # save_every inside an L-BFGS run that never restarts: a checkpoint whose resume is a warm restart (its
+    # result differs from an uninterrupted run's); False keeps only exact ones (the run's end)
+    lbfgs_warm_checkpoints: bool = True
+
+    def settled(self, recipe_name):
+        """A copy with every None replaced by the source's default (or: print every 10, save never)."""
+        source = SOURCE_OUTPUTS.get(recipe_name, {})
+        defaults = {"print_every": 10, "save_every": 0, "save_restarts": False, "grid": ()}
+        return dataclasses.replace(self, **{name: source.get(name, default) for name, default in
+                                            defaults.items() if getattr(self, name) is None})
+
+
+@dataclass(frozen=True)
+class Job:
+    content: object = None  # a path or an RGB array; None with no styles: the demo pair
+    styles: tuple = ()  # Style, or a bare path/array (weight 1)
+    recipe: object = recipes.DEFAULT_RECIPE  # a recipe name or a Recipe
+    overrides: dict = field(default_factory=dict)  # recipe field -> value
+    seed: int = 0
+    init_image: object = None  # a path or an RGB array to start from instead of the recipe's init
+    schedule: tuple = ()  # Level, or a bare size; "auto": coarse to fine; empty: the recipe's own
+    weights: str | None = None  # VGG weight file; None: the canonical file, found or downloaded
+    normalise_on: tuple = ()  # images (files or directories) to rescale the VGG on, as the paper (normalise.py)
+    device: str = "auto"
+    threads: int | None = None  # CPU threads of the run's TensorFlow session; None: one per core. The bytes
+    # of a result depend on it (float32 sums split over threads): same machine kind and threads, same bytes
+    tile: int | None = None  # px: evaluate in tiles of at most this size; None: only where one graph won't fit
+    output: Output = Output()
+    resume: str | None = None  # a checkpoint to continue
+    name: str = ""
+    corrected: bool = False  # every quirk of the recipe's source switched to the clean behaviour
+    preserve_colors: str = "none"  # none | post (jcjohnson's original_colors) | histogram | luminance
+
+    def __post_init__(self):
+        styles = tuple(s if isinstance(s, Style) else Style(s) for s in
+                       ((self.styles,) if isinstance(self.styles, (str, Path, np.ndarray)) else self.styles))
+        levels = self.schedule if self.schedule == AUTO else tuple(
+            l if isinstance(l, Level) else Level(int(l)) for l in self.schedule)
+        object.__setattr__(self, "styles", styles)
+        object.__setattr__(self, "schedule", levels)
+        object.__setattr__(self, "overrides", dict(self.overrides))
+        normalise_on = (self.normalise_on,) if isinstance(self.normalise_on, (str, Path)) else self.normalise_on
+        object.__setattr__(self, "normalise_on", tuple(map(str, normalise_on)))
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or self.threads < 1):
+            raise UserError(f"threads {self.threads!r}: must be a whole number of at least 1 (or None)")
+
+    def resolved_recipe(self):
+        """The recipe with the overrides applied and checked (UserError naming the field otherwise)."""
+        base = recipes.get(self.recipe) if isinstance(self.recipe, str) else self.recipe
+        return recipes.override(recipes.corrected(base) if self.corrected else base, **self.overrides)
+
+    def levels(self, recipe):
+        """The schedule as Levels with budgets filled in: the one given, "auto" (or none given for a recipe
+        that is coarse_to_fine), else one level at the recipe's size."""
+        if self.schedule == AUTO or (not self.schedule and recipe.coarse_to_fine):
+            return auto_levels(recipe.size, recipe.iterations)
+        if not self.schedule and recipe.high_res_size:  # the authors' notebook's second, larger pass
+            return (Level(recipe.size, recipe.iterations), Level(recipe.high_res_size, recipe.high_res_iterations))
+        if not self.schedule:
+            return (Level(recipe.size, recipe.iterations),)
+        for level in self.schedule:
+            if level.size < 1 or (level.iterations is not None and level.iterations < 1):
+                raise UserError(f"schedule level {level}: size and iterations must be at least 1")
+        return tuple(Level(l.size, l.iterations or recipe.iterations) for l in self.schedule)

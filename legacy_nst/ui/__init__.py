@@ -1,0 +1,1 @@
+"""Front ends: the command line and its subcommands, the console, notebooks."""
