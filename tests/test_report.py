@@ -206,6 +206,20 @@ def test_nothing_outside_the_folder_is_read(tree, tmp_path_factory):
     assert "skipped runs/leak_losses.csv: a link to a file outside this folder" in text
 
 
+def test_linked_folders_are_not_entered_and_say_so(tree, tmp_path_factory):
+    """Issue 20.9: a symlinked folder leaving DIR was skipped without a word (and one inside DIR, too)."""
+    outside = tmp_path_factory.mktemp("outside")
+    (outside / "secret_losses.csv").write_text("size,iteration,evaluations,total,seconds\n8,0,1,31337,0.1\n")
+    (tree / "elsewhere").symlink_to(outside, target_is_directory=True)
+    (tree / "again").symlink_to(tree / "runs", target_is_directory=True)
+    html, page, said = report(tree)
+    assert "31337" not in html and "secret" not in html
+    text = "".join(page.text)
+    assert "skipped elsewhere/: a link to a folder outside this folder: not read" in text
+    assert "skipped again/: a link to a folder in this folder: shown where it is" in text
+    assert said.endswith("3 runs, 1 figure, 1 comparison; skipped 2 linked folders (see the page)")
+
+
 def test_pipes_deep_json_and_odd_names_never_stop_the_page(tree):
     """Issues 20.10 and 20.11: a FIFO named *_losses.csv blocked forever; a RUN.json nested 3000 deep and a
     file name with the bytes \\xff\\xfe gave no page at all."""

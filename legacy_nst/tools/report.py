@@ -44,6 +44,7 @@ class Found:
     runs: list = dataclasses.field(default_factory=list)  # (folder, stem)
     figures: list = dataclasses.field(default_factory=list)  # folders
     comparisons: list = dataclasses.field(default_factory=list)  # folders
+    linked: list = dataclasses.field(default_factory=list)  # (folder link, why it was not entered)
 
     def __bool__(self):
         return bool(self.runs or self.figures or self.comparisons)
@@ -52,11 +53,17 @@ class Found:
 def discover(directory, max_depth=MAX_DEPTH):
     """Every run, figure and comparison folder within max_depth levels below directory, in path order."""
     found = Found()
+    root = os.path.realpath(directory)
     root_depth = os.path.abspath(directory).rstrip(os.sep).count(os.sep)
-    for folder, subfolders, files in os.walk(directory):
+    for folder, subfolders, files in os.walk(directory):  # links to folders are never followed
         depth = os.path.abspath(folder).rstrip(os.sep).count(os.sep) - root_depth
         # hidden names: temporary files being written (atomic.py's ".NAME.xxxx.part.EXT") and tool folders
         subfolders[:] = sorted(d for d in subfolders if not d.startswith(".")) if depth < max_depth else []
+        for name in [d for d in subfolders if os.path.islink(os.path.join(folder, d))]:
+            link = os.path.join(folder, name)
+            inside = os.path.realpath(link).startswith(root + os.sep)
+            found.linked.append((link, "a link to a folder in this folder: shown where it is" if inside
+                                 else "a link to a folder outside this folder: not read"))
         names = {f for f in files if not f.startswith(".")}
         if {"sheet.png", "cells.csv"} <= names:
             found.figures.append(folder)
@@ -99,11 +106,12 @@ def write_report(directory, max_depth=MAX_DEPTH, say=print, overwrite=False):
         write_text(path, page.render(found, max_depth))
     except OSError as exc:
         raise UserError(f"{path}: cannot be written ({exc.strerror or exc}); check the folder") from None
+    skipped = f"; skipped {_count(found.linked, 'linked folder')} (see the page)" if found.linked else ""
     if found:
         say(f"wrote {path}: {_count(found.runs, 'run')}, {_count(found.figures, 'figure')}, "
-            f"{_count(found.comparisons, 'comparison')}")
+            f"{_count(found.comparisons, 'comparison')}{skipped}")
     else:
-        say(f"{directory}: nothing to show within {max_depth} levels ({_LOOKED_FOR}); wrote {path} saying so")
+        say(f"{directory}: nothing to show within {max_depth} levels ({_LOOKED_FOR}); wrote {path} saying so{skipped}")
     return path
 
 
@@ -466,6 +474,8 @@ class _Page:
         else:
             main = (f'<p class="empty">Nothing to show here: {_e(_LOOKED_FOR)} within {max_depth} levels of '
                     f"this folder.</p>")
+        main += "".join(f'<p class="error">skipped {_e(self._rel(link))}/: {_e(why)}</p>'
+                        for link, why in found.linked)
         return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">{GENERATOR}'
                 f'<meta name="viewport" content="width=device-width, initial-scale=1">'
                 f"<title>{_e(name)} — legacy_nst report</title><style>{CSS}</style></head><body>"
