@@ -236,3 +236,22 @@ def test_a_bad_cache_is_named_discarded_and_measured_again(damage, genuine, weig
         np.testing.assert_array_equal(again[layer][0], good[layer][0])
     run()  # the cache written again is good: read back
     assert len(calls) == 2
+
+
+def test_the_command_line_names_a_bad_cache_in_one_line(weights_link, tmp_path, capsys):
+    """Issue 20.12: the discarded cache was reported as a two-line Python UserWarning (file:line, source)."""
+    from legacy_nst.ui import cli
+
+    image_dir = _small_images(tmp_path / "imgs", count=2)
+    path = normalise.cache_path(weights_link, normalise.fingerprint(
+        weights_link, "vgg19", "max", normalise.image_files(image_dir), normalise.DEFAULT_SIZE))
+    path.write_bytes(b"PK\x03\x04 not a whole zip")
+    content, style = sorted(image_dir.glob("*.png"))
+    code = cli.main(["--content", str(content), "--style", str(style), "--recipe", "preview", "--size", "24", "--iterations", "1",
+                     "--weights", str(weights_link), "--normalise-on", str(image_dir),
+                     "--output", str(tmp_path / "out.png"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    said = [line for line in err.splitlines() if "normalisation cache" in line]
+    assert said == [f"legacy-nst: warning: {path}: a bad normalisation cache (unreadable (BadZipFile)); "
+                    "discarded, measuring the means again"], err

@@ -10,6 +10,7 @@ import dataclasses
 import signal
 import sys
 import traceback
+import warnings
 
 from . import commands
 from .arguments import (EXIT_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE, PROG, count, finite_float, grid,
@@ -297,6 +298,10 @@ def _command(argv):
     return args, run
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"{PROG}: warning: {message}", file=file or sys.stderr)
+
+
 def main(argv=None):
     for stream in (sys.stdout, sys.stderr):  # a file name the terminal's encoding cannot show is escaped,
         if hasattr(stream, "reconfigure"):  # not a crash after the work is done (PYTHONIOENCODING=ascii)
@@ -308,7 +313,9 @@ def main(argv=None):
         return EXIT_USAGE
     args, command = _command(argv)
     try:
-        return command(args)
+        with warnings.catch_warnings():  # the library's warnings as one line each, like its errors
+            warnings.showwarning = _one_line_warning
+            return command(args)
     except UserError as exc:
         if args.debug:
             traceback.print_exc()
