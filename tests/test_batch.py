@@ -232,6 +232,19 @@ style = "style.png"
     assert not (tmp_path / "out").exists()  # nothing ran
 
 
+def test_a_bad_default_is_reported_once_not_again_per_job(tmp_path):
+    """Issue 20.13: a bad content in [defaults] also gave "give both content and style" for every job."""
+    write_pair(tmp_path)
+    path = tmp_path / "jobs.toml"
+    path.write_text('[defaults]\ncontent = "nothere.png"\nstyle = "style.png"\n'
+                    '[[job]]\nname = "a"\n[[job]]\nname = "b"\nseed = -1\n[[job]]\nname = "c"\ncontent = 5\n')
+    with pytest.raises(jobsfile.JobsFileError) as caught:
+        jobsfile.load_jobs(path)
+    assert [line.removeprefix(f"{path}: ") for line in caught.value.problems] == [
+        f"[defaults]: content: no such file {tmp_path / 'nothere.png'}",
+        "job 2 (b): seed: expected a whole number of at least 0, got -1",  # its own values are still checked
+        "job 3 (c): content: expected a file path, got 5"]
+
 def test_ray_missing_says_how_to_install_it(jobs_file, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     code, out, err = run_main(["batch", jobs_file, "--out", tmp_path, "--ray"], capsys)

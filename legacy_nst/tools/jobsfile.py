@@ -270,6 +270,7 @@ def load_jobs(path):
     usable = {k: v for k, v in defaults.items() if k not in ("name", "sweep")}
     good = converted("[defaults]", usable)
     defaults = {k: v for k, v in usable.items() if k in good}  # a bad default is reported once, here
+    bad_defaults = set(usable) - set(defaults)  # an entry inheriting one is not checked as a job again
     if not raw:
         problems.append(f"{path}: no jobs: add [[job]] tables (TOML) or one JSON object per line (.jsonl)")
     expanded = []  # (label, settings, sweep) per entry, counted before any is enumerated
@@ -279,15 +280,16 @@ def load_jobs(path):
             problem(label, "sweep: write it as a table of lists, e.g. sweep = {seed = [1, 2]}")
             continue
         merged_sweep = {**sweep, **checked_sweep(label, own_sweep)}
-        expanded.append((label, {**defaults, **{k: v for k, v in table.items() if k != "sweep"}}, merged_sweep))
-    count = sum(math.prod(len(values) for values in merged.values()) for _, _, merged in expanded)
+        settings = {**defaults, **{k: v for k, v in table.items() if k != "sweep"}}
+        expanded.append((label, settings, merged_sweep, bool(bad_defaults - set(table))))
+    count = sum(math.prod(len(values) for values in merged.values()) for _, _, merged, _ in expanded)
     if count > MAX_JOBS:
-        label, _, merged = max(expanded, key=lambda e: math.prod(len(v) for v in e[2].values()))
+        label, _, merged, _ = max(expanded, key=lambda e: math.prod(len(v) for v in e[2].values()))
         sizes = " x ".join(str(len(values)) for values in merged.values())
         raise JobsFileError([f"{path}: {label}: sweep: expands to {count} jobs in all ({label}: {sizes}), more "
                              f"than the {MAX_JOBS} a batch takes; sweep fewer values, or split the file"])
     jobs, owners, checked = [], {}, {}
-    for label, settings, merged_sweep in expanded:
+    for label, settings, merged_sweep, inherits_bad in expanded:
         for combination in itertools.product(*merged_sweep.values()):
             chosen = dict(zip(merged_sweep, combination))
             name = _safe((settings.get("name") if isinstance(settings.get("name"), str) else _default_name(
@@ -300,8 +302,8 @@ def load_jobs(path):
             owners[name] = label
             merged = {**settings, **chosen}
             values = converted(label, merged)
-            if len(values) < len(merged):
-                break  # a bad value: reported once, not once per combination
+            if len(values) < len(merged) or inherits_bad:
+                break  # a bad value: reported once, not once per combination (nor per job for a default)
             job = _job(values, name, label, problem, checked)
             if job is not None:
                 jobs.append(job)
