@@ -167,6 +167,14 @@ def verify_child(recipe_name, weights_path, optimizer, size, tile, evaluations):
     from legacy_nst.runner import memory
 
     size, tile, evaluations = int(size), int(tile) or None, int(evaluations)
+    judged = memory.available_bytes
+    mapped_when_judged = []  # VmSize when the run loop asks what is available (after TensorFlow's import)
+
+    def available_bytes():
+        mapped_when_judged.append(memory.mapped_bytes())
+        return judged()
+
+    memory.available_bytes = available_bytes
     overrides = {"size": size, "optimizer": optimizer, "iterations": evaluations}
     if optimizer == "descent":
         overrides["learning_rate"] = 1.0
@@ -185,6 +193,7 @@ def verify_child(recipe_name, weights_path, optimizer, size, tile, evaluations):
     estimate = memory.estimate_bytes(recipe.network, recipe.layers, h, w, recipe.optimizer, tile,
                                      recipe.content_layers, recipe.lbfgs_bounds)
     print(json.dumps({"peak_rss": memory.peak_rss_bytes(), "estimate": estimate, "shape": [h, w],
+                      "peak_mapped": memory.peak_mapped_bytes(), "mapped_when_judged": mapped_when_judged[0],
                       "evaluations": result.evaluations, "stopped": result.stopped}))
 
 

@@ -50,12 +50,28 @@ RUN_OVERHEAD = 96 * 2**20
 # AVX2 EPYC whole runs measured 0.82-0.91 of the bound (9 runs: L-BFGS, Adam, descent, tiles, 256-2048 px) (bench/memory.py --parts verify; bench/README.md).
 MARGIN = 1.10
 
+def _status_bytes(field):
+    """A size field of /proc/self/status in bytes (None where the kernel does not give it)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
 def peak_rss_bytes():
     """This process's peak resident memory (VmHWM; ru_maxrss would carry a parent's peak over execve)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = _status_bytes("VmHWM")
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 if peak is None else peak
+
+
+def mapped_bytes():
+    """The address space this process maps now (VmSize: what `ulimit -v` limits)."""
+    return _status_bytes("VmSize")
+
+
+def peak_mapped_bytes():
+    """The most address space this process has mapped (VmPeak)."""
+    return _status_bytes("VmPeak")
 
 
 def weight_bytes(network, deepest):
@@ -167,10 +183,8 @@ def _address_space_headroom():
     soft, _ = resource.getrlimit(resource.RLIMIT_AS)
     if soft == resource.RLIM_INFINITY:
         return None
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmSize:"):
-            return soft - int(line.split()[1]) * 1024
-    return soft
+    mapped = mapped_bytes()
+    return soft if mapped is None else soft - mapped
 
 
 def available_bytes():
