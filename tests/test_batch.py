@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 from support import ROOT, cli_command, run_main, write_pair
 
+import legacy_nst
 from legacy_nst import Job, Output, Style, UserError, liveness
 from legacy_nst.tools import batch, jobsfile
 
@@ -630,6 +631,11 @@ def test_a_killed_driver_takes_its_workers_with_it_and_a_rerun_finishes_its_jobs
     code, out, err = run_main(["batch", small, "--out", tmp_path / "out"], capsys)
     assert code == 0 and "2 jobs: 2 done" in out, (out, err)
     assert [r["status"] for r in summary(tmp_path / "out").values()] == ["done", "done"]
+
+
+def test_ray_ships_the_whole_package():
+    """Ray's py_modules gets legacy_nst/ itself, wherever in it the batch package lies."""
+    assert Path(batch.ray_pool.PACKAGE_DIR) == Path(legacy_nst.__file__).resolve().parent
 
 
 def test_ray_local_settings_do_not_outlive_the_start(monkeypatch):
