@@ -18,7 +18,7 @@ in a fresh child process so that each pays its own start-up:
               the worker in its own mount namespace that cannot see the driver's files; tests/test_cluster.py
               starts it): every input, checkpoint and output through Ray's object store
 
-Per job, from the Outcome timings (legacy_nst.tools.batch.attempt): start-up = the TensorFlow import (and, for
+Per job, from the Outcome timings (legacy_nst.tools.batch.attempts.attempt): start-up = the TensorFlow import (and, for
 `process`, the whole interpreter start: the child's wall time minus the job's own timings), counted on the
 job that paid it and averaged over all jobs; prepare = inputs, checkpoint and weights (read once per process,
 then weights.load_weights_cached); graph = building the graph, the session and the targets; optimise =
@@ -85,7 +85,7 @@ def child(args):
         print(json.dumps({"outcomes": [o.record() for o in outcomes], **extra}))
         return
     if args.child == "ray":
-        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # on 127.0.0.1 only (see batch._Ray)
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # on 127.0.0.1 only (see batch.ray_pool.RayPool)
         os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
         import ray
 

@@ -6,7 +6,7 @@
 
 The job is test_batch.py's "victim": the preview recipe on the genuine partial VGG19 (../shared/weights),
 32 px, 150 L-BFGS evaluations restarting every 5, a checkpoint every few (as the batch sets). It runs in one warm
-worker process of the batch (batch._Processes, the pool `run_transfer.py batch --workers N` uses). The
+worker process of the batch (batch.processes.ProcessPool, the pool `run_transfer.py batch --workers N` uses). The
 bench first times one uninterrupted job (T). Each trial then submits the job to a fresh folder, waits a
 uniformly random 0..1.2 T, and stops it as the batch's driver does on Ctrl-C (SIGTERM to the worker, then
 wait for its report). Every outcome is checked against what a user must be able to count on:
@@ -79,14 +79,14 @@ def main():
     workers_stderr = open(work / "workers_stderr.txt", "w+")
     own_stderr = os.dup(2)
     os.dup2(workers_stderr.fileno(), 2)  # until the end: replacement workers inherit it too
-    pool = batch._Processes(1, 2)
+    pool = batch.processes.ProcessPool(1, 2)
     trial = iter(range(10 ** 9))
 
     def submit():
         folder = work / f"trial{next(trial)}"
         folder.mkdir()
-        job = batch._with_output(victim_job(folder, args.weights), 0, folder)
-        pool.submit(batch._Task(0, job))
+        job = batch.jobs.with_output(victim_job(folder, args.weights), 0, folder)
+        pool.submit(batch.pools.Task(0, job))
         return folder
 
     def finished(timeout):

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # tests/support.py: the synthetic weight file
 IMAGES = ROOT.parent / "shared" / "images"
 
 from legacy_nst.images import SIZE_MODES  # noqa: E402  (no TensorFlow)
@@ -63,13 +63,15 @@ def main():
     args = parser.parse_args()
     if args.child is not None:
         return child(json.loads(args.child))
+    from support import save_keras_h5, synthetic_weights
+
     from legacy_nst.vgg import weights
 
     with tempfile.TemporaryDirectory(prefix="nst_scale_") as work:
         weight_file = args.weights
         if weight_file is None:
             weight_file = Path(work) / weights.CANONICAL["vgg19"].filename
-            weights.save_keras_h5(weight_file, "vgg19", weights.synthetic_weights("vgg19", seed=0))
+            save_keras_h5(weight_file, "vgg19", synthetic_weights("vgg19", seed=0))
         rows = []
         for final in [int(t) for t in args.finals.split(",")]:
             spec = {"recipe": args.recipe, "weights": str(weight_file), "content": args.content,

@@ -7,8 +7,8 @@
                                               # one subprocess per lever and round
 
 Same machine, same size (content, style and image all SIZE × SIZE), same synthetic VGG19 weights: random
-He-scaled kernels written once in the canonical Keras HDF5 layout (weights.save_keras_h5), read by the engine
-through weights.load_weights and by Keras through VGG19(weights=PATH).
+He-scaled kernels written once in the canonical Keras HDF5 layout (tests/support.py's save_keras_h5), read by the
+engine through weights.load_weights and by Keras through VGG19(weights=PATH).
 
   engine     legacy_nst.engine.level.Transfer(recipe, content, [style], params, device="cpu") for --recipe (its
              optimizer set to lbfgs), timed through the L-BFGS Evaluator exactly as scipy drives it:
@@ -53,7 +53,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # tests/support.py: the synthetic weight file
 
 STYLE_LAYERS = ["block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1"]
 CONTENT_LAYERS = ["block5_conv2"]
@@ -76,10 +76,12 @@ def test_images(size):
 
 def write_weights(directory, seed=0):
     """Full synthetic VGG19 in the canonical Keras HDF5 layout, under the canonical file name."""
+    from support import save_keras_h5, synthetic_weights
+
     from legacy_nst.vgg import weights
 
     path = Path(directory) / weights.CANONICAL["vgg19"].filename
-    weights.save_keras_h5(path, "vgg19", weights.synthetic_weights("vgg19", seed=seed))
+    save_keras_h5(path, "vgg19", synthetic_weights("vgg19", seed=seed))
     return path
 
 

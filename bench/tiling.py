@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # tests/support.py: the synthetic weights
 IMAGES = ROOT.parent / "shared" / "images"
 PARTIAL = ROOT.parent / "shared" / "weights" / "vgg19_partial_block1-3.npz"
 GIB = 1024**3
@@ -41,6 +41,8 @@ GIB = 1024**3
 
 def setup(recipe_name, size, weights_path):
     """(recipe, params, content, style, x) at a long side of `size` px; weights 'synthetic' or a path."""
+    from support import synthetic_weights
+
     from legacy_nst import images, recipes
     from legacy_nst.runner import sizing
     from legacy_nst.vgg import architecture, weights
@@ -50,7 +52,7 @@ def setup(recipe_name, size, weights_path):
     if weights_path == "synthetic":  # only the layers a run reads, as load_weights returns them
         names = architecture.conv_layers(recipe.network)
         deepest = max(names.index(layer) for layer in recipe.layers)
-        params = weights.synthetic_weights(recipe.network, seed=0, layers=names[: deepest + 1])
+        params = synthetic_weights(recipe.network, seed=0, layers=names[: deepest + 1])
     else:
         params = weights.load_weights(weights_path, recipe.network, recipe.layers)
     content, styles = sizing.size_images(recipe, images.load_image(IMAGES / "tubingen.jpg"),

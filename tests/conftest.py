@@ -5,9 +5,11 @@ from pathlib import Path
 import pytest
 
 # The test process's TensorFlow on one CPU thread, as every batch job runs (cpus_per_job 1): inline batches and
-# figures (the tests monkeypatch batch.attempt) then run in this process, whatever test ran first. Set before
+# figures (the tests monkeypatch batch.attempts.attempt) then run in this process, whatever test ran first. Set before
 # TensorFlow is imported; tests that need another count start their own processes (test_threads.py).
 os.environ["TF_NUM_INTRAOP_THREADS"] = "1"
+
+from support import save_keras_h5, synthetic_weights  # noqa: E402
 
 from legacy_nst.vgg import weights  # noqa: E402
 
@@ -34,8 +36,7 @@ def synthetic_dir(tmp_path_factory):
     """Full VGG16/VGG19 random weights saved under their canonical names (legacy Keras spelling)."""
     directory = tmp_path_factory.mktemp("synthetic_weights")
     for network in ("vgg16", "vgg19"):
-        weights.save_keras_h5(directory / weights.CANONICAL[network].filename, network,
-                              weights.synthetic_weights(network, seed=1))
+        save_keras_h5(directory / weights.CANONICAL[network].filename, network, synthetic_weights(network, seed=1))
     return directory
 
 

@@ -1,5 +1,6 @@
-"""The one set of helpers the test modules share: running the CLI (in this process or as a real process),
-small test images, and reading what a run wrote."""
+"""The one set of helpers the test modules share (and the benchmarks, which put tests/ on sys.path): running
+the CLI (in this process or as a real process), small test images, synthetic VGG weights and weight files,
+and reading what a run wrote."""
 import concurrent.futures
 import csv
 import dataclasses
@@ -8,10 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import numpy as np
 from PIL import Image
 
+from legacy_nst.atomic import atomic_path
 from legacy_nst.ui import cli
+from legacy_nst.vgg.architecture import conv_shapes, layer_sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_TRANSFER = ROOT / "run_transfer.py"
@@ -85,6 +89,40 @@ def write_pair(folder, shape=(40, 48)):
         Image.fromarray(np.clip(array, 0, 255).astype(np.uint8)).save(folder / name)
         paths.append(folder / name)
     return tuple(paths)
+
+
+def synthetic_weights(network, seed=0, layers=None):
+    """Random He-scaled weights of the right shapes, for tests and benchmarks where the real ones are absent."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, (kshape, bshape) in conv_shapes(network).items():
+        if layers is None or name in layers:
+            fan_in = kshape[0] * kshape[1] * kshape[2]
+            out[name] = (rng.normal(0, np.sqrt(2.0 / fan_in), kshape).astype(np.float32),
+                         rng.normal(0, 0.01, bshape).astype(np.float32))
+    return out
+
+
+def save_keras_h5(path, network, params, spelling="legacy"):
+    """Write `params` in the canonical Keras HDF5 layout (pool and input layers included, weightless).
+
+    spelling="legacy" names datasets `block1_conv1_W_1:0`, as the canonical files do; "keras2" nests
+    them as `block1_conv1/kernel:0`, as newer Keras saves do."""
+    names = ["input_1"] + layer_sequence(network)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        # np.array of bytes: fixed-length byte strings as in the canonical files (a plain list of bytes
+        # would be stored by h5py 3 as variable-length str)
+        f.attrs["layer_names"] = np.array([n.encode() for n in names])
+        for name in names:
+            group = f.create_group(name)
+            if name not in params:
+                group.attrs["weight_names"] = np.array([], dtype="S1")
+                continue
+            wnames = ([f"{name}_W_1:0", f"{name}_b_1:0"] if spelling == "legacy"
+                      else [f"{name}/kernel:0", f"{name}/bias:0"])
+            for wname, value in zip(wnames, params[name]):
+                group.create_dataset(wname, data=value)
+            group.attrs["weight_names"] = np.array([n.encode() for n in wnames])
 
 
 def part_files(folder):

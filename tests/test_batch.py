@@ -25,7 +25,8 @@ from pathlib import Path
 import pytest
 from support import ROOT, cli_command, run_main, write_pair
 
-from legacy_nst import Job, Output, Style, UserError
+import legacy_nst
+from legacy_nst import Job, Output, Style, UserError, liveness
 from legacy_nst.tools import batch, jobsfile
 
 SMALL = ("sweep-style_weight=0.1-seed=1", "sweep-style_weight=0.1-seed=2", "sweep-style_weight=10.0-seed=1",
@@ -105,8 +106,8 @@ def assert_same_outputs(out, reference_out):
 
 
 def task_folders():
-    """The Ray tasks' scratch folders on this machine (batch.SCRATCH_PREFIX)."""
-    return set(Path(tempfile.gettempdir()).glob(f"{batch.SCRATCH_PREFIX}*"))
+    """The Ray tasks' scratch folders on this machine (batch.ray_tasks.SCRATCH_PREFIX)."""
+    return set(Path(tempfile.gettempdir()).glob(f"{batch.ray_tasks.SCRATCH_PREFIX}*"))
 
 
 def kill_when_checkpointed(out, name, killed, signum=signal.SIGKILL, timeout=300):
@@ -264,7 +265,7 @@ def test_local_one_by_one_records_failures_and_goes_on(reference, jobs_file):
         here = f"{os.uname().nodename}:{os.getpid()}"
         # in this process, unless an earlier test's run fixed its TensorFlow to another thread count: then
         # one worker process runs them, so that they give the bytes they give in every other mode
-        assert (rows[name]["where"] == here) == batch._inline_can_run(1), rows[name]["where"]
+        assert (rows[name]["where"] == here) == batch.driver.inline_can_run(1), rows[name]["where"]
     assert int(rows["victim"]["evaluations"]) >= VICTIM_EVALUATIONS
     for name, reason in FAILING.items():
         assert rows[name]["status"] == "failed" and reason in rows[name]["reason"], rows[name]
@@ -379,7 +380,7 @@ def test_an_interrupted_batch_resumes_where_it_was_cut(reference, jobs_file, tmp
 
 def small_jobs(jobs_file, out, count=2):
     """The first `count` sweep jobs, with their outputs in `out` as run_jobs would place them."""
-    jobs = [batch._with_output(job, i, out) for i, job in enumerate(
+    jobs = [batch.jobs.with_output(job, i, out) for i, job in enumerate(
         [job for job in jobsfile.load_jobs(jobs_file) if job.name in SMALL][:count])]
     for job in jobs:
         os.makedirs(os.path.dirname(job.output.path))
@@ -387,16 +388,16 @@ def small_jobs(jobs_file, out, count=2):
 
 
 def signalled_as_attempts_return(monkeypatch, signum):
-    """batch.attempt, with `signum` sent to this process as each job's run returns, before it is reported:
+    """batch.attempts.attempt, with `signum` sent to this process as each job's run returns, before it is reported:
     the window in which a finished job used to be lost (its worker ended without reporting it)."""
-    real = batch.attempt
+    real = batch.attempts.attempt
 
     def attempt(job, where=""):
         outcome = real(job, where)
         os.kill(os.getpid(), signum)
         return outcome
 
-    monkeypatch.setattr(batch, "attempt", attempt)
+    monkeypatch.setattr(batch.attempts, "attempt", attempt)
 
 
 @pytest.fixture
@@ -415,7 +416,7 @@ def test_a_worker_reports_the_job_that_finished_as_sigterm_came_then_stops(jobs_
     ours, theirs = multiprocessing.Pipe()
     ours.send(first)
     ours.send(second)
-    batch._worker_main(theirs)  # the worker's loop, in this process
+    batch.processes.worker_main(theirs)  # the worker's loop, in this process
     assert ours.poll(0), "the finished job was never reported"
     outcome = ours.recv()
     assert (outcome.name, outcome.status) == (first.name, "done") and os.path.isfile(first.output.path)
@@ -548,7 +549,7 @@ def test_a_full_disk_before_the_start_names_the_file(jobs_file, tmp_path, capsys
     def full(path, text):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(batch, "write_text", full)
+    monkeypatch.setattr(batch.summary, "write_text", full)
     code, out, err = run_main(["batch", jobs_file, "--out", tmp_path / "out"], capsys)
     assert code == 1 and err.count("\n") == 1, err
     assert f"could not write {tmp_path / 'out' / 'summary.json'}: No space left on device" in err
@@ -564,7 +565,7 @@ def test_a_full_disk_at_the_batch_lock_names_it_and_leaves_nothing(jobs_file, tm
         handle.write = lambda text: (_ for _ in ()).throw(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
         return handle
 
-    monkeypatch.setattr(batch.os, "fdopen", full)
+    monkeypatch.setattr(batch.lock.os, "fdopen", full)
     code, out, err = run_main(["batch", jobs_file, "--out", tmp_path / "out"], capsys)
     assert code == 1 and err.count("\n") == 1 and "internal error" not in err, err
     assert f"could not write {tmp_path / 'out' / '.batch.lock'}: No space left on device" in err
@@ -592,12 +593,12 @@ def test_a_rerun_with_a_lower_budget_redoes_the_job(jobs_file, tmp_path):
 def test_a_second_batch_on_a_running_batchs_out_is_refused(tmp_path):
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        lock = batch._BatchLock(tmp_path)
+        lock = batch.lock.BatchLock(tmp_path)
         record = dict(lock.record, pid=sleeper.pid)
-        (tmp_path / batch.LOCK_NAME).write_text(json.dumps(record))
+        (tmp_path / batch.lock.LOCK_NAME).write_text(json.dumps(record))
         with pytest.raises(UserError, match=f"another batch \\(process {sleeper.pid}\\) is writing there"):
             batch.run_jobs([Job(name="a")], tmp_path)
-        (tmp_path / batch.LOCK_NAME).write_text(json.dumps(dict(record, host="elsewhere")))
+        (tmp_path / batch.lock.LOCK_NAME).write_text(json.dumps(dict(record, host="elsewhere")))
         with pytest.raises(UserError, match="a batch on host elsewhere"):
             batch.run_jobs([Job(name="a")], tmp_path)
     finally:
@@ -605,12 +606,12 @@ def test_a_second_batch_on_a_running_batchs_out_is_refused(tmp_path):
         sleeper.wait()
     assert not (tmp_path / "summary.json").exists()
     for stale in (dict(record, pid=sleeper.pid), dict(record, boot_id="another boot", pid=os.getpid() + 1)):
-        (tmp_path / batch.LOCK_NAME).write_text(json.dumps(stale))  # its batch is gone: taken over
-        lock = batch._BatchLock(tmp_path)
+        (tmp_path / batch.lock.LOCK_NAME).write_text(json.dumps(stale))  # its batch is gone: taken over
+        lock = batch.lock.BatchLock(tmp_path)
         lock.acquire()
-        assert json.loads((tmp_path / batch.LOCK_NAME).read_text())["pid"] == os.getpid()
+        assert json.loads((tmp_path / batch.lock.LOCK_NAME).read_text())["pid"] == os.getpid()
         lock.release()
-        assert not (tmp_path / batch.LOCK_NAME).exists()
+        assert not (tmp_path / batch.lock.LOCK_NAME).exists()
 
 
 def test_a_killed_driver_takes_its_workers_with_it_and_a_rerun_finishes_its_jobs(jobs_file, tmp_path, capsys):
@@ -624,7 +625,7 @@ def test_a_killed_driver_takes_its_workers_with_it_and_a_rerun_finishes_its_jobs
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     driver = subprocess.Popen(cli_command("batch", small, "--out", tmp_path / "out", "--workers", "2"),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    lock = tmp_path / "out" / batch.LOCK_NAME
+    lock = tmp_path / "out" / batch.lock.LOCK_NAME
     deadline = time.monotonic() + 120
     workers = []
     while time.monotonic() < deadline and len(workers) < 2:
@@ -637,12 +638,17 @@ def test_a_killed_driver_takes_its_workers_with_it_and_a_rerun_finishes_its_jobs
     driver.kill()
     driver.wait()
     gone = time.monotonic() + 10
-    while time.monotonic() < gone and any(batch._pid_alive(w) for w in workers):
+    while time.monotonic() < gone and any(liveness.may_run(w) for w in workers):
         time.sleep(0.05)
-    assert not any(batch._pid_alive(w) for w in workers), "a worker outlived its driver"
+    assert not any(liveness.may_run(w) for w in workers), "a worker outlived its driver"
     code, out, err = run_main(["batch", small, "--out", tmp_path / "out"], capsys)
     assert code == 0 and "2 jobs: 2 done" in out, (out, err)
     assert [r["status"] for r in summary(tmp_path / "out").values()] == ["done", "done"]
+
+
+def test_ray_ships_the_whole_package():
+    """Ray's py_modules gets legacy_nst/ itself, wherever in it the batch package lies."""
+    assert Path(batch.ray_pool.PACKAGE_DIR) == Path(legacy_nst.__file__).resolve().parent
 
 
 def test_ray_local_settings_do_not_outlive_the_start(monkeypatch):
@@ -650,7 +656,7 @@ def test_ray_local_settings_do_not_outlive_the_start(monkeypatch):
     `ray start`, it kept that cluster's worker nodes out); a value the user set is theirs and stays."""
     monkeypatch.delenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", raising=False)
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "1")
-    with batch._environment({"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"},
+    with batch.pools.environment({"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"},
                             replace=False):
         assert os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0"
         assert os.environ["RAY_USAGE_STATS_ENABLED"] == "1"

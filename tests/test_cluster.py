@@ -176,7 +176,7 @@ def jobs_file(tmp_path_factory, real_weights):
 def reference(jobs_file, tmp_path_factory):
     """The jobs one by one in one process, at a Ray task's thread settings (one CPU a task: one thread)."""
     out = tmp_path_factory.mktemp("cluster-reference")
-    env = dict(os.environ, PYTHONPATH=str(ROOT), **dict.fromkeys(batch.THREAD_VARIABLES, "1"))
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **dict.fromkeys(batch.pools.THREAD_VARIABLES, "1"))
     subprocess.run(cli_command("batch", jobs_file, "--out", out, "--quiet"), env=env, check=True,
                    capture_output=True, timeout=400)
     assert all(r["status"] == "done" for r in records(out).values())

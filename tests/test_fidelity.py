@@ -14,17 +14,17 @@ import pytest
 import seed_code as sc
 from numpy_vgg import NumpyVGG, single_threaded_blas
 from PIL import Image
+from support import synthetic_weights
 
 from legacy_nst import Job, Output, recipes, run
 from legacy_nst.engine.level import initial_image
-from legacy_nst.vgg import weights
 
 SHALLOW = ("block1_conv1", "block2_conv1", "block3_conv1")
 
 
 @functools.lru_cache(maxsize=None)
 def _params(network):
-    return weights.synthetic_weights(network, seed=3)
+    return synthetic_weights(network, seed=3)
 
 
 @pytest.fixture(scope="module")

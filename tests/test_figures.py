@@ -181,7 +181,7 @@ def test_figure_1_on_partial_weights_runs_the_rows_they_allow(real_weights, tmp_
 def test_figure_2_resumes_where_it_was_interrupted(weights_link, normalise_dir, tmp_path, capsys, monkeypatch):
     out = tmp_path / "fig2"
     started = []
-    real_attempt = batch.attempt
+    real_attempt = batch.attempts.attempt
 
     def interrupt_second_cell(job, where=""):  # the batch runner's one attempt at a cell, in this process
         started.append(job.name)
@@ -190,14 +190,15 @@ def test_figure_2_resumes_where_it_was_interrupted(weights_link, normalise_dir, 
         return real_attempt(job, where)
 
     extra = [*SHALLOW_FLAGS, "--normalise-on", normalise_dir]
-    monkeypatch.setattr(batch, "attempt", interrupt_second_cell)
+    monkeypatch.setattr(batch.attempts, "attempt", interrupt_second_cell)
     code, _, err = cli_figure(capsys, "2", out, *extra, weights_path=weights_link)
     assert code == 130 and "1 of 3 cells finished (kept): rerun the same command to continue" in err
     assert not (out / "sheet.png").exists() and not (out / "cells.csv").exists()
     assert (out / "cells" / "styled-B_shipwreck.png").is_file()
 
     started.clear()
-    monkeypatch.setattr(batch, "attempt", lambda job, where="": started.append(job.name) or real_attempt(job, where))
+    monkeypatch.setattr(batch.attempts, "attempt",
+                        lambda job, where="": started.append(job.name) or real_attempt(job, where))
     code, stdout, err = run_main(["figure", "2", "--content", TUEBINGEN, "--style", SHIPWRECK, STARRY, NUDE,
                                   "--out", out, "--size", 32, "--iterations", 3, "--weights", weights_link,
                                   *extra], capsys)
@@ -233,8 +234,9 @@ def test_a_cell_whose_content_file_changed_at_the_same_path_is_redone(real_weigh
     """Issue 20.2: the cells are tied to the inputs' bytes (identity.of_job), not to their paths."""
     content, _ = write_pair(tmp_path / "in", shape=(24, 32))
     out, started = tmp_path / "fig2", []
-    real_attempt = batch.attempt
-    monkeypatch.setattr(batch, "attempt", lambda job, where="": started.append(job.name) or real_attempt(job, where))
+    real_attempt = batch.attempts.attempt
+    monkeypatch.setattr(batch.attempts, "attempt",
+                        lambda job, where="": started.append(job.name) or real_attempt(job, where))
     # 10 evaluations: after 2 or 5 the white-noise start has not yet moved by a grey level (scipy's first
     # L-BFGS steps are small), so every content gave the same bytes; after 10 the two cells differ by 62 levels
     argv = ["figure", "2", "--content", content, "--style", SHIPWRECK, "--out", out, "--size", 32,
@@ -275,7 +277,7 @@ def test_figure_2_puts_each_painting_over_its_column_and_names_the_row(tmp_path)
     figure = figures.figure_2(TUEBINGEN, [STARRY, NUDE])
     assert figure.column_inputs == (None, str(STARRY), None, str(NUDE), None)
     assert figure.inputs == (("A: content", TUEBINGEN),)
-    outcome = figures.Outcome({}, {})
+    outcome = figures.FigureRun({}, {})
     rows = list(csv.DictReader(figures.cells_table(figure, tmp_path, outcome).splitlines()))
     assert all(r["row"] for r in rows)
     paintings = [images.resize(images.load_image(str(p)), (20, 32), "lanczos") for p in (STARRY, NUDE)]
@@ -288,14 +290,14 @@ def test_figure_2_puts_each_painting_over_its_column_and_names_the_row(tmp_path)
 
 def test_a_diverged_cell_exits_0_with_the_sheet_and_a_line_saying_so(real_weights, tmp_path, capsys, monkeypatch):
     """Issue 24.7: `figure 3` exited 1 when one cell diverged although the sheet was written."""
-    real_attempt = batch.attempt
+    real_attempt = batch.attempts.attempt
 
     def attempt(job, where=""):
         if job.name == "styled-C_starry_night":
-            return batch.Outcome(job.name, status="failed", reason="the loss became inf", output=job.output.path)
+            return batch.JobOutcome(job.name, status="failed", reason="the loss became inf", output=job.output.path)
         return real_attempt(job, where)
 
-    monkeypatch.setattr(batch, "attempt", attempt)
+    monkeypatch.setattr(batch.attempts, "attempt", attempt)
     out = tmp_path / "fig2"
     code, stdout, err = run_main(["figure", "2", "--content", TUEBINGEN, "--style", SHIPWRECK, STARRY, "--out", out,
                                   "--size", 32, "--iterations", 2, "--weights", real_weights, *SHALLOW_FLAGS], capsys)

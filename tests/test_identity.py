@@ -119,7 +119,7 @@ def fake_attempt(attempted):
     def attempt(job, where=""):
         attempted.append(job)
         Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(job.output.path)
-        return batch.Outcome(job.name, status="done", output=job.output.path, evaluations=4)
+        return batch.JobOutcome(job.name, status="done", output=job.output.path, evaluations=4)
     return attempt
 
 
@@ -127,7 +127,7 @@ def fake_attempt(attempted):
                                     "content bytes at the same path", "budget"])
 def test_run_jobs_redoes_a_job_whose_identity_changed(change, files, tmp_path, monkeypatch):
     attempted = []
-    monkeypatch.setattr(batch, "attempt", fake_attempt(attempted))
+    monkeypatch.setattr(batch.attempts, "attempt", fake_attempt(attempted))
     out = tmp_path / "out"
     job = base_job(files)
     batch.run_jobs([job], out)

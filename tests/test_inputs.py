@@ -21,11 +21,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
-from support import CliRun, CliRuns, run_main
+from support import CliRun, CliRuns, run_main, save_keras_h5, synthetic_weights
 
 from legacy_nst import images
 from legacy_nst.runner import outputs
-from legacy_nst.vgg import weights
 from legacy_nst.vgg.architecture import conv_layers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -496,13 +495,13 @@ def test_overwrite_still_refuses_a_directory_in_the_way(inputs, capsys):
 # --------------------------------------------------------------------------------------- weight files
 def _preview_params(**changes):
     """Synthetic VGG19 weights for the layers the preview recipe reads (block1_conv1 .. block3_conv2)."""
-    params = weights.synthetic_weights("vgg19", seed=3, layers=conv_layers("vgg19")[:6])
+    params = synthetic_weights("vgg19", seed=3, layers=conv_layers("vgg19")[:6])
     params.update(changes)
     return params
 
 
 def _h5(path, params, network="vgg19"):
-    weights.save_keras_h5(path, network, params)
+    save_keras_h5(path, network, params)
     return path
 
 

@@ -16,13 +16,14 @@ import functools
 
 import numpy as np
 import pytest
+from support import synthetic_weights
 
 from legacy_nst import recipes
 from legacy_nst.engine import network
 from legacy_nst.engine import terms as losses
 from legacy_nst.engine.level import Transfer
 from legacy_nst.engine.runtime import tf
-from legacy_nst.vgg import architecture, weights
+from legacy_nst.vgg import architecture
 
 EPS = 1e-10  # seed 002's adaptive epsilon
 
@@ -30,7 +31,7 @@ EPS = 1e-10  # seed 002's adaptive epsilon
 @functools.lru_cache(maxsize=None)
 def synthetic(network_name, seed):
     """Synthetic weights, generated once per module (read-only)."""
-    return weights.synthetic_weights(network_name, seed=seed)
+    return synthetic_weights(network_name, seed=seed)
 
 
 def fast_config():

@@ -16,6 +16,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 from skimage.measure import block_reduce
+from support import synthetic_weights
 
 from legacy_nst import images, recipes
 from legacy_nst.engine import network
@@ -28,7 +29,7 @@ VGG19_LAYERS = architecture.conv_layers("vgg19")
 
 @functools.lru_cache(maxsize=None)
 def synthetic(seed=0):
-    return weights.synthetic_weights("vgg19", seed=seed)
+    return synthetic_weights("vgg19", seed=seed)
 
 
 def session_config():

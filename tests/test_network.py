@@ -1,11 +1,12 @@
 """The VGG graph against Keras' own VGG16/VGG19, layer naming, truncation and the minimum input size."""
 import numpy as np
 import pytest
+from support import synthetic_weights
 
 from legacy_nst.engine import network
 from legacy_nst.engine.runtime import tf
 from legacy_nst.errors import UserError
-from legacy_nst.vgg import architecture, weights
+from legacy_nst.vgg import architecture
 
 SIDE = 32
 
@@ -57,7 +58,7 @@ def test_matches_keras_applications_vgg(net):
 
     app, module = {"vgg19": (keras.applications.VGG19, keras.applications.vgg19),
                    "vgg16": (keras.applications.VGG16, keras.applications.vgg16)}[net]
-    params = weights.synthetic_weights(net, seed=7)
+    params = synthetic_weights(net, seed=7)
     model = app(weights=None, include_top=False, input_shape=(SIDE, SIDE, 3))
     set_conv_weights(model, params)
     rgb = rgb_batch()
@@ -75,7 +76,7 @@ def test_avg_pooling_matches_keras_model_with_average_pools():
     import keras
 
     net = "vgg19"
-    params = weights.synthetic_weights(net, seed=11)
+    params = synthetic_weights(net, seed=11)
     inputs = keras.Input((SIDE, SIDE, 3))
     x = inputs
     for name in architecture.layer_sequence(net):
@@ -98,7 +99,7 @@ def test_avg_pooling_matches_keras_model_with_average_pools():
 
 
 def test_truncated_network_equals_prefix_of_full_network():
-    params = weights.synthetic_weights("vgg19", seed=2)
+    params = synthetic_weights("vgg19", seed=2)
     rgb = rgb_batch(n=1, side=16)
     full = our_features("vgg19", params, rgb, deepest="block4_conv1")
     short = our_features("vgg19", params, rgb, deepest="block3_conv1")
@@ -109,7 +110,7 @@ def test_truncated_network_equals_prefix_of_full_network():
 
 def test_unknown_pooling_is_a_user_error():
     with pytest.raises(UserError, match="pooling"):
-        network.VGG("vgg19", weights.synthetic_weights("vgg19", layers={"block1_conv1"}), "block1_conv1", "min")
+        network.VGG("vgg19", synthetic_weights("vgg19", layers={"block1_conv1"}), "block1_conv1", "min")
 
 
 # ---------------------------------------------------------------------------------------------- naming
@@ -176,7 +177,7 @@ def test_unrecognisable_layer_is_a_user_error(name):
 def test_vgg_builds_only_the_convs_it_needs(net):
     needed = architecture.conv_layers(net)[:5]
     # only the needed weights are given: a deeper lookup would be a KeyError
-    params = weights.synthetic_weights(net, seed=0, layers=set(needed))
+    params = synthetic_weights(net, seed=0, layers=set(needed))
     graph = tf.Graph()
     with graph.as_default():
         vgg = network.VGG(net, params, "block3_conv1")
@@ -191,7 +192,7 @@ def test_vgg_builds_only_the_convs_it_needs(net):
 
 
 def test_vgg_shares_weights_between_calls():
-    params = weights.synthetic_weights("vgg19", seed=0, layers={"block1_conv1", "block1_conv2"})
+    params = synthetic_weights("vgg19", seed=0, layers={"block1_conv1", "block1_conv2"})
     graph = tf.Graph()
     with graph.as_default():
         vgg = network.VGG("vgg19", params, "block1_conv2")
@@ -220,7 +221,7 @@ def test_min_input_side_values(net, layers, side):
 @pytest.mark.parametrize("net", ["vgg19", "vgg16"])
 def test_min_input_side_is_the_true_minimum(net):
     """At the minimum side every layer up to the deepest has ≥ 1 pixel; one pixel less loses the deepest."""
-    params = weights.synthetic_weights(net, seed=0)
+    params = synthetic_weights(net, seed=0)
     for deepest in [f"block{b}_conv1" for b in range(1, 6)]:
         side = architecture.min_input_side(net, [deepest])
         graph = tf.Graph()
@@ -246,7 +247,7 @@ def test_every_convolution_formulation_computes_what_plain_conv2d_does():
     elsewhere, plain Conv2D on a GPU), here all on the CPU: the same activations and the same image gradient
     as tf.nn.conv2d with its own gradient, so every machine optimises the same objective. The chosen one for
     this machine is among them."""
-    params = weights.synthetic_weights("vgg19", seed=4)
+    params = synthetic_weights("vgg19", seed=4)
     rgb = rgb_batch(n=1, side=24)
     out = {}
     for conv in network.CONVS:

@@ -16,12 +16,12 @@ import threading
 import numpy as np
 import pytest
 from scipy.optimize import fmin_l_bfgs_b
+from support import synthetic_weights
 
 from legacy_nst import recipes
 from legacy_nst.engine import optimisers
 from legacy_nst.engine.level import Transfer
 from legacy_nst.engine.terms import ADAPTIVE_EPS
-from legacy_nst.vgg import weights
 
 SHAPE = (16, 12, 3)
 SHALLOW = {"content_layers": ("block2_conv1",), "style_layers": ("block1_conv1", "block2_conv1"),
@@ -30,8 +30,7 @@ SHALLOW = {"content_layers": ("block2_conv1",), "style_layers": ("block1_conv1",
 
 @functools.lru_cache(maxsize=None)
 def synthetic(network_name, seed=0):
-    return weights.synthetic_weights(network_name, seed=seed, layers={"block1_conv1", "block1_conv2",
-                                                                       "block2_conv1"})
+    return synthetic_weights(network_name, seed=seed, layers={"block1_conv1", "block1_conv2", "block2_conv1"})
 
 
 def recipe(name, **changes):

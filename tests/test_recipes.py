@@ -31,14 +31,13 @@ from numpy_vgg import IMAGENET_MEAN_BGR, NumpyVGG, Reference, caffe_preprocess, 
 from PIL import Image
 from seed_code import (gatys_code_loss, jcjohnson_net, optim_lbfgs, run_gatys_code, run_jcjohnson, seed000_loss,
                        seed002_loss, seed003_loss, seed003_outer_loop, seed004_loss)
-from support import CliRun, CliRuns
+from support import CliRun, CliRuns, synthetic_weights
 
 from legacy_nst import images, recipes
 from legacy_nst.engine.level import Transfer, initial_image
 from legacy_nst.pictures.sheets import contact_sheet
 from legacy_nst.runner.job import Output
 from legacy_nst.runner.sizing import size_images
-from legacy_nst.vgg import weights
 
 ALL_RECIPES = ("preview", "tf-eager-blog", "hvass-vgg16", "keras-lbfgs", "keras-gd-noise", "gatys2016", "jcjohnson",
                "gatys-code")
@@ -166,7 +165,7 @@ LBFGS_KWARGS = {
 
 @functools.lru_cache(maxsize=None)
 def _synthetic(network):
-    return weights.synthetic_weights(network, seed=3)
+    return synthetic_weights(network, seed=3)
 
 
 class Case:

@@ -15,15 +15,14 @@ import numpy as np
 import pytest
 import seed_code as sc
 from numpy_vgg import NumpyVGG, caffe_deprocess, caffe_preprocess, single_threaded_blas
-
-from legacy_nst.vgg import weights
+from support import synthetic_weights
 
 SHALLOW_STYLE = ("block1_conv1", "block2_conv1", "block3_conv1")
 
 
 @functools.lru_cache(maxsize=None)
 def _net(network):
-    return NumpyVGG(network, weights.synthetic_weights(network, seed=3), "max")
+    return NumpyVGG(network, synthetic_weights(network, seed=3), "max")
 
 
 def _images(seed=7, shape=(24, 32)):

@@ -11,7 +11,7 @@ import re
 import numpy as np
 import pytest
 import tensorflow as tf
-from support import run_main, write_pair
+from support import run_main, synthetic_weights, write_pair
 
 from legacy_nst import Job, LevelStarted, recipes, run
 from legacy_nst.engine import terms as losses
@@ -34,7 +34,7 @@ RTOL = 2e-5
 
 @functools.lru_cache(maxsize=None)
 def synthetic(network):
-    return weights.synthetic_weights(network, seed=3)
+    return synthetic_weights(network, seed=3)
 
 
 def fast_config():

@@ -19,9 +19,10 @@ import h5py
 import numpy as np
 import pytest
 from PIL import Image
+from support import save_keras_h5, synthetic_weights
 
 from legacy_nst.errors import UserError
-from legacy_nst.vgg import weights
+from legacy_nst.vgg import download, weights
 from legacy_nst.vgg.architecture import conv_layers, conv_shapes
 
 REAL_MD5 = "0aac8661d54724f64a072308c61aa7b3"  # /work/shared/weights/README.md
@@ -146,8 +147,8 @@ def closed_port():
 def partial_h5(tmp_path_factory):
     """A small VGG19 file in the canonical layout holding blocks 1-3 (enough for the preview layers)."""
     path = tmp_path_factory.mktemp("partial") / "vgg19_block1-3.h5"
-    params = weights.synthetic_weights("vgg19", seed=5, layers=BLOCK1_3)
-    weights.save_keras_h5(path, "vgg19", params)
+    params = synthetic_weights("vgg19", seed=5, layers=BLOCK1_3)
+    save_keras_h5(path, "vgg19", params)
     return path, params
 
 
@@ -318,7 +319,7 @@ def test_download_direct(server, tmp_path):
     body = os.urandom(2_500_000)  # a few 1 MiB blocks
     url = server.serve("/f.h5", body)
     dest = tmp_path / "d" / "f.h5"
-    assert weights.download(url, dest, _md5(body)) == dest
+    assert download.download(url, dest, _md5(body)) == dest
     assert dest.read_bytes() == body
     assert _listing(dest.parent) == ["f.h5"]
 
@@ -342,7 +343,7 @@ def test_download_cut_mid_file_leaves_nothing(mode, server, tmp_path):
     dest_dir = tmp_path / "w"
     with pytest.raises(UserError) as exc_info:
         # the right md5: only the byte count or the broken stream can tell the file is incomplete
-        weights.download(url, dest_dir / "f.h5", _md5(body))
+        download.download(url, dest_dir / "f.h5", _md5(body))
     assert "incomplete" in str(exc_info.value).lower()
     _assert_download_refused(exc_info, dest_dir, "f.h5")
 
@@ -463,7 +464,7 @@ def test_download_below_a_file_says_so(server, tmp_path):
     blocker.write_text("keep me")
     body = b"x" * 100
     with pytest.raises(UserError) as exc_info:
-        weights.download(server.serve("/f.h5", body), blocker / "sub" / "f.h5", _md5(body))
+        download.download(server.serve("/f.h5", body), blocker / "sub" / "f.h5", _md5(body))
     assert str(exc_info.value) == (f"cannot download into {blocker / 'sub'}: {blocker} is a file, "
                                    "not a directory")
     assert blocker.read_text() == "keep me" and server.requests == []
@@ -473,14 +474,14 @@ def test_failed_download_removes_the_directories_it_made(server, tmp_path):
     kept = tmp_path / "kept"
     kept.mkdir()
     with pytest.raises(UserError, match="404"):
-        weights.download(server.base + "/missing.h5", kept / "a" / "b" / "c" / "f.h5", "0" * 32)
+        download.download(server.base + "/missing.h5", kept / "a" / "b" / "c" / "f.h5", "0" * 32)
     assert _listing(kept) == []
 
 
 def test_redirect_loop_is_one_line(server, tmp_path):
     url = server.serve("/loop.h5", "/loop.h5", "redirect")
     with pytest.raises(UserError) as exc_info:
-        weights.download(url, tmp_path / "w" / "f.h5", "0" * 32)
+        download.download(url, tmp_path / "w" / "f.h5", "0" * 32)
     message = str(exc_info.value)
     assert "\n" not in message and "redirect loop" in message and url in message
     assert not (tmp_path / "w").exists()
@@ -492,17 +493,17 @@ def test_trickle_gives_up(limit, server, tmp_path, monkeypatch, capsys):
     body = os.urandom(200)  # 40 s at this pace: far beyond either limit
     url = server.serve("/slow.h5", body, "trickle")
     if limit == "deadline":
-        monkeypatch.setenv(weights.ENV_DEADLINE, "1.0")
-        monkeypatch.setenv(weights.ENV_MIN_RATE, "0")  # 0: no rate check
-        expected, earliest = weights.ENV_DEADLINE, 1.0
+        monkeypatch.setenv(download.ENV_DEADLINE, "1.0")
+        monkeypatch.setenv(download.ENV_MIN_RATE, "0")  # 0: no rate check
+        expected, earliest = download.ENV_DEADLINE, 1.0
     else:
-        monkeypatch.setattr(weights, "RATE_WINDOW", 0.6)
-        monkeypatch.setenv(weights.ENV_MIN_RATE, "100")  # 5 B/s arrive
-        expected, earliest = weights.ENV_MIN_RATE, 0.6
+        monkeypatch.setattr(download, "RATE_WINDOW", 0.6)
+        monkeypatch.setenv(download.ENV_MIN_RATE, "100")  # 5 B/s arrive
+        expected, earliest = download.ENV_MIN_RATE, 0.6
     dest = tmp_path / "w" / "f.h5"
     start = time.monotonic()
     with pytest.raises(UserError) as exc_info:
-        weights.download(url, dest, _md5(body))
+        download.download(url, dest, _md5(body))
     elapsed = time.monotonic() - start
     assert earliest <= elapsed < earliest + 1.0
     message = str(exc_info.value)
@@ -513,10 +514,10 @@ def test_trickle_gives_up(limit, server, tmp_path, monkeypatch, capsys):
 
 @pytest.mark.parametrize("value", ["abc", "-1", "nan", "0"])
 def test_bad_limit_values_are_refused(value, server, tmp_path, monkeypatch):
-    monkeypatch.setenv(weights.ENV_DEADLINE, value)
+    monkeypatch.setenv(download.ENV_DEADLINE, value)
     with pytest.raises(UserError) as exc_info:
-        weights.download(server.serve("/f.h5", b"x"), tmp_path / "w" / "f.h5", _md5(b"x"))
-    assert str(exc_info.value).startswith(f"${weights.ENV_DEADLINE}={value}: expected a finite number > 0")
+        download.download(server.serve("/f.h5", b"x"), tmp_path / "w" / "f.h5", _md5(b"x"))
+    assert str(exc_info.value).startswith(f"${download.ENV_DEADLINE}={value}: expected a finite number > 0")
     assert server.requests == [] and not (tmp_path / "w").exists()
 
 
@@ -530,7 +531,7 @@ def test_sigterm_during_download_leaves_no_temp_file(server, tmp_path):
     url = server.serve("/slow.h5", os.urandom(200), "trickle")
     dest = tmp_path / "w" / "f.h5"
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    code = "import sys; from legacy_nst.vgg import weights; weights.download(sys.argv[1], sys.argv[2], '0' * 32)"
+    code = "import sys; from legacy_nst.vgg import download; download.download(sys.argv[1], sys.argv[2], '0' * 32)"
     child = subprocess.Popen([sys.executable, "-c", code, url, str(dest)], env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -538,7 +539,7 @@ def test_sigterm_during_download_leaves_no_temp_file(server, tmp_path):
         while not _temp_files(dest.parent) and child.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         temps = _temp_files(dest.parent)
-        assert len(temps) == 1 and f"{weights.HOST_TAG}-{child.pid}." in temps[0]
+        assert len(temps) == 1 and f"{download.HOST_TAG}-{child.pid}." in temps[0]
         child.send_signal(signal.SIGTERM)
         assert child.wait(10) == -signal.SIGTERM
     finally:
@@ -564,7 +565,7 @@ def test_sigterm_goes_on_to_the_previous_handler(server, tmp_path):
     try:
         timer.start()
         with pytest.raises(_Stop):
-            weights.download(url, dest, "0" * 32)
+            download.download(url, dest, "0" * 32)
         assert signal.getsignal(signal.SIGTERM) is previous
     finally:
         timer.cancel()
@@ -582,7 +583,7 @@ def test_stale_temp_files_are_removed_at_the_next_download(server, tmp_path, mon
     finished = subprocess.Popen(["true"])
     finished.wait()
     running = subprocess.Popen(["sleep", "60"])
-    monkeypatch.setenv(weights.ENV_DEADLINE, "100")
+    monkeypatch.setenv(download.ENV_DEADLINE, "100")
     try:
         def temp(host, pid, age, token="0" * 12):
             path = dest.parent / f".f.{host}-{pid}.{token}.part.h5"
@@ -590,14 +591,14 @@ def test_stale_temp_files_are_removed_at_the_next_download(server, tmp_path, mon
             os.utime(path, (time.time() - age, time.time() - age))
             return path.name
 
-        dead = temp(weights.HOST_TAG, finished.pid, 50)
-        live = temp(weights.HOST_TAG, running.pid, 50)
-        elsewhere = temp("0123abcd" if weights.HOST_TAG != "0123abcd" else "3210dcba", finished.pid, 50)
-        abandoned = temp(weights.HOST_TAG, running.pid, 150, token="1" * 12)  # live pid, maybe reused
-        other_file = dest.parent / f".g.{weights.HOST_TAG}-{finished.pid}.{'0' * 12}.part.h5"
+        dead = temp(download.HOST_TAG, finished.pid, 50)
+        live = temp(download.HOST_TAG, running.pid, 50)
+        elsewhere = temp("0123abcd" if download.HOST_TAG != "0123abcd" else "3210dcba", finished.pid, 50)
+        abandoned = temp(download.HOST_TAG, running.pid, 150, token="1" * 12)  # live pid, maybe reused
+        other_file = dest.parent / f".g.{download.HOST_TAG}-{finished.pid}.{'0' * 12}.part.h5"
         other_file.write_bytes(b"another file's download")
         (dest.parent / "notes.txt").write_text("mine")
-        assert weights.download(url, dest, _md5(body)) == dest
+        assert download.download(url, dest, _md5(body)) == dest
     finally:
         running.kill()
         running.wait()
@@ -615,9 +616,9 @@ def _params_equal(a, b, layers):
 
 @pytest.mark.parametrize("spelling", ["legacy", "keras2"])
 def test_both_hdf5_spellings_read(spelling, tmp_path):
-    params = weights.synthetic_weights("vgg19", seed=7, layers=BLOCK1_3)
+    params = synthetic_weights("vgg19", seed=7, layers=BLOCK1_3)
     path = tmp_path / f"{spelling}.h5"
-    weights.save_keras_h5(path, "vgg19", params, spelling=spelling)
+    save_keras_h5(path, "vgg19", params, spelling=spelling)
     with h5py.File(path, "r") as f:  # the layout of the README: names are byte strings
         assert f.attrs["layer_names"].dtype.kind == "S"
         names = [n.decode() for n in f.attrs["layer_names"]]
@@ -671,14 +672,14 @@ def _save_npz(path, params):
 
 
 def test_npz_bundle(tmp_path):
-    params = weights.synthetic_weights("vgg16", seed=2)
+    params = synthetic_weights("vgg16", seed=2)
     path = _save_npz(tmp_path / "vgg16.npz", params)
     loaded = weights.load_weights(path, "vgg16", ["block5_conv3", "block4_conv2"])
     assert _params_equal(loaded, params, conv_layers("vgg16"))
 
 
 def test_partial_npz_deep_enough_is_fine(tmp_path):
-    params = weights.synthetic_weights("vgg19", seed=2, layers=BLOCK1_3)
+    params = synthetic_weights("vgg19", seed=2, layers=BLOCK1_3)
     path = _save_npz(tmp_path / "part.npz", params)
     loaded = weights.load_weights(path, "vgg19", PREVIEW_LAYERS)
     assert list(loaded) == conv_layers("vgg19")[: conv_layers("vgg19").index("block3_conv2") + 1]
@@ -686,7 +687,7 @@ def test_partial_npz_deep_enough_is_fine(tmp_path):
 
 def test_partial_npz_too_shallow_names_missing_and_deepest(tmp_path):
     layers = ["block1_conv1", "block1_conv2", "block2_conv1"]
-    path = _save_npz(tmp_path / "part.npz", weights.synthetic_weights("vgg16", seed=2, layers=layers))
+    path = _save_npz(tmp_path / "part.npz", synthetic_weights("vgg16", seed=2, layers=layers))
     with pytest.raises(UserError) as exc_info:
         weights.load_weights(path, "vgg16", ["block3_conv1"])
     message = str(exc_info.value)
@@ -702,19 +703,19 @@ def test_wrong_network_is_refused_both_ways(vgg19_h5, vgg16_h5):
 
 
 def test_wrong_network_npz_is_refused(tmp_path):
-    path = _save_npz(tmp_path / "v16.npz", weights.synthetic_weights("vgg16", seed=2))
+    path = _save_npz(tmp_path / "v16.npz", synthetic_weights("vgg16", seed=2))
     with pytest.raises(UserError, match="VGG16"):
         weights.load_weights(path, "vgg19", ["block3_conv1"])
 
 
 @pytest.mark.parametrize("kind", ["h5", "npz"])
 def test_wrong_shapes_are_refused(kind, tmp_path):
-    params = weights.synthetic_weights("vgg19", seed=2, layers=BLOCK1_3)
+    params = synthetic_weights("vgg19", seed=2, layers=BLOCK1_3)
     kernel, bias = params["block2_conv1"]
     params["block2_conv1"] = (np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)), bias)  # OIHW, not HWIO
     path = tmp_path / f"w.{kind}"
     if kind == "h5":
-        weights.save_keras_h5(path, "vgg19", params)
+        save_keras_h5(path, "vgg19", params)
     else:
         _save_npz(path, params)
     with pytest.raises(UserError) as exc_info:
@@ -725,10 +726,10 @@ def test_wrong_shapes_are_refused(kind, tmp_path):
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_non_finite_values_are_refused(bad, tmp_path):
-    params = weights.synthetic_weights("vgg19", seed=2, layers=BLOCK1_3)
+    params = synthetic_weights("vgg19", seed=2, layers=BLOCK1_3)
     params["block1_conv2"][0][1, 1, 5, 7] = bad
     path = tmp_path / "nan.h5"
-    weights.save_keras_h5(path, "vgg19", params)
+    save_keras_h5(path, "vgg19", params)
     with pytest.raises(UserError, match="block1_conv2 contains NaN or infinite"):
         weights.load_weights(path, "vgg19", ["block2_conv1"])
     # a file is judged only on the layers a run reads
@@ -744,7 +745,7 @@ def test_truncated_h5_is_refused(vgg19_h5, tmp_path):
 
 
 def test_truncated_npz_is_refused(tmp_path):
-    data = _save_npz(tmp_path / "full.npz", weights.synthetic_weights("vgg19", seed=2, layers=BLOCK1_3)).read_bytes()
+    data = _save_npz(tmp_path / "full.npz", synthetic_weights("vgg19", seed=2, layers=BLOCK1_3)).read_bytes()
     path = tmp_path / "cut.npz"
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(UserError, match="truncated or corrupt"):
@@ -781,7 +782,7 @@ def test_text_file_is_refused(name, tmp_path):
 
 
 def test_real_partial_vgg19(real_weights):
-    assert weights.md5sum(real_weights) == REAL_MD5
+    assert download.md5sum(real_weights) == REAL_MD5
     loaded = weights.load_weights(real_weights, "vgg19", ["block3_conv4"])
     shapes = conv_shapes("vgg19")
     assert list(loaded) == BLOCK1_3
@@ -820,7 +821,7 @@ def test_a_file_that_is_not_weights_says_so(name, content, what, tmp_path):
 
 
 def test_npz_named_h5_is_read_as_npz(tmp_path):
-    params = weights.synthetic_weights("vgg19", seed=4, layers=BLOCK1_3)
+    params = synthetic_weights("vgg19", seed=4, layers=BLOCK1_3)
     path = tmp_path / "bundle.npz"
     _save_npz(path, params)
     renamed = path.rename(tmp_path / "bundle.h5")

@@ -42,7 +42,7 @@ from .. import engine, images
 from ..atomic import atomic_path
 from ..errors import UserError
 from ..vgg.architecture import conv_layers
-from ..vgg.weights import md5sum
+from ..vgg.download import md5sum
 
 CACHE_VERSION = 1
 DEFAULT_SIZE = 256

@@ -14,19 +14,9 @@ refused while the first one's process lives). Files that exist when it starts ar
 import glob
 import os
 
-from .. import images
+from .. import images, liveness
 from ..atomic import atomic_path, temp_name
 from ..errors import UserError, WriteError
-
-
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
 
 
 class OutputPaths:
@@ -118,7 +108,7 @@ class OutputPaths:
                         pid = int(f.read().strip() or 0)
                 except (OSError, ValueError):
                     pid = 0
-                if pid and pid != os.getpid() and _pid_alive(pid):
+                if pid and pid != os.getpid() and liveness.may_run(pid):
                     raise UserError(f"--output {self.result}: another run (process {pid}) is writing these "
                                     "outputs; wait for it to finish or choose another --output") from None
                 os.remove(self.lock)  # its process is gone: the lock is stale

@@ -420,10 +420,12 @@ def finished_cells(figure, out_dir, say=print):
 
 
 @dataclass
-class Outcome:
+class FigureRun:
+    """What one render() of a figure left: the finished cells, the failed ones, and what stopped it."""
+
     records: dict  # {cell name: its NAME.json} of every finished cell, earlier runs' included
     failed: dict  # {cell name: message} of cells whose loss became non-finite (the figure went on)
-    stopped: object = None  # the batch Outcome of the first cell an interrupt cut (or never started)
+    stopped: object = None  # the batch JobOutcome of the first cell an interrupt cut (or never started)
 
 
 CSV_COLUMNS = ("row", "column", "cell", "status", "content_layers", "style_layers", "content_weight",
@@ -512,7 +514,7 @@ def render(figure, out_dir, overwrite=False, say=print, workers=1, ray_address=N
 
     A cell is one run of its job, its result DIR/cells/NAME.png. The paper's single L-BFGS call has no point
     to resume from (restarting it would change the algorithm), so a cell cut short runs again from its start;
-    finished cells are kept and skipped. An interrupt stops the figure (Outcome.stopped: the batch outcome of
+    finished cells are kept and skipped. An interrupt stops the figure (FigureRun.stopped: the batch JobOutcome of
     the first cell it cut); a cell that failed (its loss became non-finite) is recorded and the figure goes
     on."""
     from .batch import run_jobs
@@ -536,7 +538,7 @@ def render(figure, out_dir, overwrite=False, say=print, workers=1, ray_address=N
             say(f"cell {event.done + event.failed}/{event.total} {done.name}: {done.stopped or done.status}, "
                 f"{done.evaluations} evaluations, {done.seconds:.1f} s, loss {final:.4g}")
 
-    outcome = Outcome(records, {})
+    outcome = FigureRun(records, {})
     for cell, done in zip(todo, run_jobs(jobs, os.path.join(out_dir, "cells"), workers, ray_address, progress,
                                          retries=0) if jobs else []):
         if done.status == "done":
