@@ -22,6 +22,7 @@ from legacy_nst import recipes
 from legacy_nst.engine import network
 from legacy_nst.engine import terms as losses
 from legacy_nst.engine.level import Transfer
+from legacy_nst.engine.optimisers import GraphEvaluation
 from legacy_nst.engine.runtime import tf
 from legacy_nst.vgg import architecture
 
@@ -124,14 +125,14 @@ def run_ops(build, *arrays):
 # ---------------------------------------------------------------------------------------- loss forms
 
 
-@pytest.mark.parametrize("norm", recipes.GRAM_NORMS)
+@pytest.mark.parametrize("norm", recipes.GramNorm)
 def test_gram_forms(norm):
     f = np.random.default_rng(0).normal(size=(1, 5, 7, 4)) * 10
     # measured 5.6e-7
     np.testing.assert_allclose(run_ops(lambda t: losses.gram(t, norm), f), np_gram(f, norm), rtol=1e-5)
 
 
-@pytest.mark.parametrize("norm", recipes.GRAM_NORMS)
+@pytest.mark.parametrize("norm", recipes.GramNorm)
 def test_gram_with_unknown_spatial_size(norm):
     """Transfer computes target Grams through a (1, None, None, 3) probe: n must be the runtime H·W."""
     f = np.random.default_rng(1).normal(size=(1, 6, 3, 5)).astype(np.float32)
@@ -144,15 +145,22 @@ def test_gram_with_unknown_spatial_size(norm):
     np.testing.assert_allclose(value, np_gram(f, norm), rtol=1e-5)  # measured 2.6e-7
 
 
-@pytest.mark.parametrize("form", recipes.CONTENT_FORMS)
-def test_squared_error_forms(form):
+def content_score(features, target, form):
+    """One layer's content term as the Objective and the tiled objective assemble it, layer weight 1."""
+    term = losses.ContentTerm(("layer",), (1.0,), form)
+    sums = term.position_sums({"layer": features}, {"layer": target})
+    return term.score(sums, term.coefficients({"layer": tuple(features.shape.as_list())}))
+
+
+@pytest.mark.parametrize("form", recipes.ContentForm)
+def test_content_term_forms(form):
     rng = np.random.default_rng(2)
     x, p = rng.normal(size=(1, 4, 6, 8)) * 5, rng.normal(size=(1, 4, 6, 8)) * 5
-    value = run_ops(lambda a, b: losses.squared_error(a, b, form), x, p)
+    value = run_ops(lambda a, b: content_score(a, b, form), x, p)
     np.testing.assert_allclose(value, np_content(x, p, form), rtol=1e-5)  # measured 4.6e-8
 
 
-@pytest.mark.parametrize("kind", recipes.STYLE_NORMS)
+@pytest.mark.parametrize("kind", recipes.StyleNorm)
 def test_style_norm_factor(kind):
     layer_shape, image_shape = (1, 4, 6, 64), (1, 32, 48, 3)
     assert losses.style_norm_factor(kind, layer_shape, image_shape) == pytest.approx(
@@ -165,17 +173,18 @@ def test_style_norm_factor(kind):
             1.0 / (4 * 64**2 * 24**2), rel=1e-12)
 
 
-@pytest.mark.parametrize("form, scale", [(f, s) for f in recipes.STYLE_FORMS for s in recipes.STYLE_NORMS])
+@pytest.mark.parametrize("form, scale", [(f, s) for f in recipes.StyleForm for s in recipes.StyleNorm])
 def test_style_term_forms(form, scale):
-    """One layer's style term as the Objective assembles it: scale × form((gram(F) − A)²)."""
+    """One layer's style term as the Objective and the tiled objective assemble it: scale × form((G − A)²)."""
     rng = np.random.default_rng(3)
     f = np.abs(rng.normal(size=(1, 3, 5, 6)))
     target = np_gram(np.abs(rng.normal(size=(1, 3, 5, 6))), "raw")
     image_shape = (1, 12, 20, 3)
 
     def build(features, a):
-        k = losses.style_norm_factor(scale, tuple(features.shape.as_list()), image_shape)
-        return k * losses.squared_error(losses.gram(features, "raw"), a, form)
+        term = losses.StyleTerm(("layer",), (1.0,), recipes.GramNorm.RAW, form, scale)
+        coefficients = term.coefficients({"layer": tuple(features.shape.as_list())}, image_shape)
+        return term.score(term.position_sums({"layer": features}), coefficients, {"layer": a})
 
     expected = np_style(np_gram(f, "raw"), target, form, np_scale(scale, f.shape, image_shape))
     np.testing.assert_allclose(run_ops(build, f, target), expected, rtol=1e-5)  # measured 6.2e-8
@@ -200,6 +209,17 @@ def test_keras_tv_ignores_last_row_and_column():
     assert value == pytest.approx(3 * 100.0**1.25, rel=1e-5)  # measured 5.4e-8
 
 
+def test_an_unknown_form_fails_instead_of_falling_through():
+    """An unchecked recipe's unknown form reaches no default: every form is looked up by its enum."""
+    unchecked = dataclasses.replace(recipes.RECIPES["preview"], content_form="bogus", gram_norm="bogus")
+    with pytest.raises(ValueError, match="'bogus' is not a valid ContentForm"):
+        losses.ContentTerm.of(unchecked)
+    with pytest.raises(ValueError, match="'bogus' is not a valid GramNorm"):
+        losses.gram_divisor(unchecked.gram_norm, 12, 3)
+    with pytest.raises(ValueError, match="'bogus' is not a valid TVForm"):
+        run_ops(lambda t: losses.total_variation(t, "bogus"), np.zeros((1, 4, 4, 3)))
+
+
 def test_layer_weights_default_to_one_over_n():
     assert losses.layer_weights(("a", "b", "c", "d"), ()) == (0.25,) * 4
     assert losses.layer_weights(("a", "b"), (0.3, 0.7)) == (0.3, 0.7)
@@ -218,7 +238,8 @@ def images(shape, count, seed):
 
 
 class Built:
-    """A graph holding the VGG, a probe for features, and an Objective on a placeholder image."""
+    """A graph holding the VGG, a probe for features, and an Objective on a placeholder image, evaluated as
+    the optimisers evaluate it."""
 
     def __init__(self, recipe, content, style, params, shape):
         self.recipe = recipe
@@ -236,18 +257,19 @@ class Built:
                 self.vgg, self.image, recipe, {l: self.content_features[l] for l in recipe.content_layers},
                 [losses.StyleTarget(1.0, {l: g.astype(np.float32) for l, g in self.style_grams.items()})])
             self.objective.initialise(self.session)
+            self.evaluation = GraphEvaluation(self.session, self.objective, self.image)
 
     def features(self, image):
         return self.session.run(self.probe_features, {self.probe: image[None]})
 
-    def run(self, fetches, x, **feed):
-        feed = {getattr(self.objective, k): v for k, v in feed.items()}
-        return self.session.run(fetches, {self.image: x[None], **feed})
+    def evaluate(self, x, adjust=None):
+        """(total, terms, adjust, gradient (H, W, 3)) at x; `adjust` fed if given."""
+        return self.evaluation.evaluate(x, adjust)
 
-    def term_gradients(self):
-        with self.graph.as_default():
-            terms = self.objective.terms
-            return [tf.gradients(terms[k], self.image)[0] for k in range(len(self.objective.names))]
+    def weighted_term_gradients(self, x):
+        """weight_k · ∇term_k of every term: the gradient with adjust fed as the k-th unit vector."""
+        count = len(self.objective.names)
+        return [self.evaluate(x, np.eye(count, dtype=np.float32)[k])[3].astype(np.float64) for k in range(count)]
 
     def close(self):
         self.session.close()
@@ -278,7 +300,7 @@ def test_objective_total_and_terms_match_numpy(case):
     content, style, x = images(SHAPE, 3, seed=6)
     built = Built(recipe, content, style, params, SHAPE)
     try:
-        total, terms = built.run((built.objective.total, built.objective.terms), x)
+        total, terms, _, grad = built.evaluate(x)
         expected_terms, expected_total = np_objective(recipe, built.features(x), built.content_features,
                                                       built.style_grams, x[None])
         assert built.objective.names == ("content", "style", "tv")[:len(expected_terms)]
@@ -286,8 +308,7 @@ def test_objective_total_and_terms_match_numpy(case):
         np.testing.assert_allclose(terms, expected_terms, rtol=2e-4)  # measured 1.9e-7 plain / 1.8e-7 transposed
         np.testing.assert_allclose(total, expected_total, rtol=2e-4)  # measured 1.7e-7 plain / 2.0e-7 transposed
         # the gradient exists and is finite
-        grad = built.run(built.objective.gradient, x)
-        assert grad.shape == (1,) + SHAPE and np.isfinite(grad).all() and np.abs(grad).max() > 0
+        assert grad.shape == SHAPE and np.isfinite(grad).all() and np.abs(grad).max() > 0
     finally:
         built.close()
 
@@ -298,8 +319,8 @@ def test_objective_at_the_targets_is_only_tv():
     content, other = images(SHAPE, 2, seed=8)
     built = Built(recipe, content, content, synthetic("vgg19", 5), SHAPE)
     try:
-        terms = built.run(built.objective.terms, content)
-        elsewhere = built.run(built.objective.terms, other)
+        terms = built.evaluation.terms(content)
+        elsewhere = built.evaluation.terms(other)
         assert np.all(elsewhere > 0)
         assert terms[0] <= 1e-10 * elsewhere[0]  # measured 0
         assert terms[1] <= 1e-8 * elsewhere[1]  # measured 2.1e-12 plain / 2.0e-12 transposed
@@ -320,8 +341,8 @@ def adaptive():
 
 
 def test_adaptive_total(adaptive):
-    r, objective = adaptive.recipe, adaptive.objective
-    total, terms, adjust = adaptive.run((objective.total, objective.terms, objective.adjust), adaptive.x)
+    r = adaptive.recipe
+    total, terms, adjust, _ = adaptive.evaluate(adaptive.x)
     terms = terms.astype(np.float64)
     expected_terms, _ = np_objective(dataclasses.replace(r, adaptive_weights=False), adaptive.features(adaptive.x),
                                      adaptive.content_features, adaptive.style_grams, adaptive.x[None])
@@ -333,30 +354,27 @@ def test_adaptive_total(adaptive):
 
 def test_adaptive_gradient_treats_adjust_as_constant(adaptive):
     """∇total = Σ w_k ∇L_k / (L_k + 1e-10): the factor is stop-gradient (else the gradient would be ~0)."""
-    r, objective = adaptive.recipe, adaptive.objective
-    term_grads = adaptive.term_gradients()
-    grad, terms, *grads = adaptive.run([objective.gradient, objective.terms] + term_grads, adaptive.x)
-    w = np.array([r.content_weight, r.style_weight, r.tv_weight])
-    expected = sum(w[k] * grads[k].astype(np.float64) / (float(terms[k]) + EPS) for k in range(3))
+    _, terms, _, grad = adaptive.evaluate(adaptive.x)
+    grads = adaptive.weighted_term_gradients(adaptive.x)
+    expected = sum(grads[k] / (float(terms[k]) + EPS) for k in range(3))
     scale = np.abs(expected).max()
     assert scale > 0
     # measured 2.9e-7 plain / 1.9e-7 transposed of the scale
     np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-5 * scale)
     # every term contributes: dropping any one of them changes the gradient visibly
     for k in range(3):
-        partial = expected - w[k] * grads[k] / (float(terms[k]) + EPS)
+        partial = expected - grads[k] / (float(terms[k]) + EPS)
         assert np.abs(partial - grad).max() > 1e-3 * scale  # smallest measured 1.24e-3 (the TV term's share)
 
 
 def test_feeding_adjust_overrides_it(adaptive):
-    r, objective = adaptive.recipe, adaptive.objective
+    r = adaptive.recipe
     fed = np.array([0.5, 2e-3, 3.0], np.float32)
-    term_grads = adaptive.term_gradients()
-    total, grad, terms, *grads = adaptive.run([objective.total, objective.gradient, objective.terms] + term_grads,
-                                              adaptive.x, adjust=fed)
+    total, terms, _, grad = adaptive.evaluate(adaptive.x, fed)
+    grads = adaptive.weighted_term_gradients(adaptive.x)
     w = np.array([r.content_weight, r.style_weight, r.tv_weight])
     np.testing.assert_allclose(total, np.sum(w * fed * terms.astype(np.float64)), rtol=1e-5)  # measured 1.0e-7
-    expected = sum(w[k] * fed[k] * grads[k].astype(np.float64) for k in range(3))
+    expected = sum(fed[k] * grads[k] for k in range(3))
     # measured 2.8e-7 plain / 2.5e-7 transposed of the scale
     np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
 
@@ -367,11 +385,11 @@ def test_non_adaptive_adjust_is_one():
     content, style, x = images(SHAPE, 3, seed=10)
     built = Built(recipe, content, style, synthetic("vgg19", 1), SHAPE)
     try:
-        adjust, total, terms = built.run((built.objective.adjust, built.objective.total, built.objective.terms), x)
+        total, terms, adjust, _ = built.evaluate(x)
         np.testing.assert_array_equal(adjust, [1.0, 1.0, 1.0])
         w = np.array([recipe.content_weight, recipe.style_weight, recipe.tv_weight])
         np.testing.assert_allclose(total, np.dot(w, terms.astype(np.float64)), rtol=1e-6)  # measured 1.6e-8
-        fed_total = built.run(built.objective.total, x, adjust=np.array([2.0, 0.0, 1.0], np.float32))
+        fed_total = built.evaluate(x, np.array([2.0, 0.0, 1.0], np.float32))[0]
         np.testing.assert_allclose(fed_total, 2.0 * w[0] * terms[0] + w[2] * terms[2], rtol=1e-6)  # measured 0
     finally:
         built.close()
@@ -475,17 +493,12 @@ def test_precomputed_targets_equal_seed_003_batch_of_three():
     params = synthetic("vgg19", 13)
     expected_loss, expected_grad = seed_003_loss_and_gradient(
         content, style, x, params, recipe.content_weight, style_weight, recipe.tv_weight, dtype=np.float64)
-    transfer = Transfer(recipe, content, [style], params, seed=0, device="cpu", init_image=x.astype(np.float64))
-    try:
-        objective = transfer.objective
-        total, terms, grad = transfer.session.run((objective.total, objective.terms, objective.gradient),
-                                                  {transfer.optimiser.image: x[None]})
-    finally:
-        transfer.close()
+    with Transfer(recipe, content, [style], params, seed=0, device="cpu", init_image=x.astype(np.float64)) as transfer:
+        total, terms, _, grad = transfer.evaluate(x)
     assert np.all(terms > 0)
     np.testing.assert_allclose(total, expected_loss, rtol=1e-4)  # measured 3.0e-8 plain and transposed
     scale = np.abs(expected_grad).max()
-    np.testing.assert_allclose(grad[0], expected_grad, rtol=1e-3, atol=1e-4 * scale)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-3, atol=1e-4 * scale)
 
 
 # ------------------------------------------------------------------------------- finite differences
@@ -504,14 +517,14 @@ def test_gradient_matches_finite_differences(pooling, tv_form):
     built = Built(recipe, content, style, synthetic("vgg19", 15), shape)
     try:
         w = np.array([recipe.content_weight, recipe.style_weight, recipe.tv_weight])
-        terms = built.run(built.objective.terms, x).astype(np.float64)
+        terms = built.evaluation.terms(x).astype(np.float64)
         assert np.all(terms > 0)
         adjust = (1.0 / (w * terms)).astype(np.float32)
 
         def f(z):
-            return float(built.run(built.objective.total, z.astype(np.float32), adjust=adjust))
+            return built.evaluate(z.astype(np.float32), adjust)[0]
 
-        grad = built.run(built.objective.gradient, x, adjust=adjust)[0].astype(np.float64)
+        grad = built.evaluate(x, adjust)[3].astype(np.float64)
         x64 = x.astype(np.float64)
         rng = np.random.default_rng(16)
         directions = [grad / np.linalg.norm(grad)] + [rng.normal(size=shape) for _ in range(3)]

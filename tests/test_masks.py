@@ -123,7 +123,7 @@ def test_load_mask_bad_files_are_refused_like_images(tmp_path):
         assert str(mask_error.value) == str(image_error.value)
 
 
-# ---------------------------------------------------------------------------------------- masked_gram
+# ------------------------------------------------------------------------------------- guided Grams
 
 
 def np_masked_gram(f, m, norm):
@@ -140,18 +140,18 @@ def run(build, *arrays):
             return session.run(out)
 
 
-@pytest.mark.parametrize("norm", recipes.GRAM_NORMS)
+@pytest.mark.parametrize("norm", recipes.GramNorm)
 def test_masked_gram_matches_numpy(norm):
     rng = np.random.default_rng(0)
     f, m = rng.normal(size=(1, 5, 7, 4)) * 10, rng.uniform(0, 1, (5, 7))
-    got = run(lambda t, k: losses.masked_gram(t, k, norm), f, m)
+    got = run(lambda t: losses.gram(t, norm, mask=m), f)
     np.testing.assert_allclose(got, np_masked_gram(f, m, norm), rtol=1e-5)  # measured 1.1e-6
 
 
-@pytest.mark.parametrize("norm", recipes.GRAM_NORMS)
+@pytest.mark.parametrize("norm", recipes.GramNorm)
 def test_masked_gram_of_ones_is_the_gram(norm):
     f = np.random.default_rng(1).normal(size=(1, 4, 6, 3))
-    got = run(lambda t: (losses.masked_gram(t, np.ones((4, 6)), norm), losses.gram(t, norm)), f)
+    got = run(lambda t: (losses.gram(t, norm, mask=np.ones((4, 6))), losses.gram(t, norm)), f)
     np.testing.assert_allclose(got[0], got[1], rtol=1e-6)  # measured 0
 
 
@@ -161,7 +161,7 @@ def test_masked_gram_positions_is_a_weighted_mean_for_soft_masks():
     rng = np.random.default_rng(2)
     f = np.tile(rng.normal(size=(1, 1, 2, 3)), (1, 6, 2, 1))  # columns alternate between two vectors
     m = np.tile(rng.uniform(0.1, 1, (6, 1)), (1, 4))  # constant along each row: both vectors equally weighted
-    got = run(lambda t: (losses.masked_gram(t, m, "positions"), losses.gram(t, "positions")), f)
+    got = run(lambda t: (losses.gram(t, "positions", mask=m), losses.gram(t, "positions")), f)
     np.testing.assert_allclose(got[0], got[1], rtol=1e-5)  # measured 2.0e-7
 
 
@@ -171,7 +171,7 @@ def test_masked_gram_gradient():
     f, m, w = rng.normal(size=(1, 3, 5, 4)), rng.uniform(0, 1, (3, 5)), rng.normal(size=(4, 4))
 
     def build(t):
-        return tf.gradients(tf.reduce_sum(losses.masked_gram(t, m, "raw") * w.astype(np.float32)), t)[0]
+        return tf.gradients(tf.reduce_sum(losses.gram(t, "raw", mask=m) * w.astype(np.float32)), t)[0]
 
     fm = (f[0] * m[:, :, None]).reshape(-1, 4)
     expected = (m.reshape(-1, 1) * (fm @ (w + w.T))).reshape(f.shape)
@@ -268,8 +268,8 @@ def test_guided_grams_separate_two_styles(real_weights, mode):
         fa, fb, fx = (feats[layer][i: i + 1] for i in range(3))
         everywhere = np.ones(fa.shape[1:3])
         ga, gb = np_masked_gram(fa, everywhere, "positions"), np_masked_gram(fb, everywhere, "positions")
-        g_left = run(lambda t: losses.masked_gram(t, masks["left"][layer], "positions"), fx)
-        g_right = run(lambda t: losses.masked_gram(t, masks["right"][layer], "positions"), fx)
+        g_left = run(lambda t: losses.gram(t, "positions", mask=masks["left"][layer]), fx)
+        g_right = run(lambda t: losses.gram(t, "positions", mask=masks["right"][layer]), fx)
 
         def err(g, target):
             return np.linalg.norm(g - target) / np.linalg.norm(target)

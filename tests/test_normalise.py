@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image, ImageDraw
 
-from legacy_nst import images
+from legacy_nst import images, recipes
 from legacy_nst.engine import network
 from legacy_nst.engine import terms as losses
 from legacy_nst.errors import UserError
@@ -106,7 +106,9 @@ def test_loss_terms_scale_as_the_per_channel_means(genuine, shared_images):
     for params in (genuine, uniform):
         with network.FeatureProbe("vgg19", params, ["block3_conv2"], "max") as probe:
             f, p = (probe(x)["block3_conv2"] for x in (result, content))
-        terms.append(_evaluate(lambda a, b: losses.squared_error(a, b, "half-sum"), f, p))
+        term = losses.ContentTerm(("block3_conv2",), (1.0,), recipes.ContentForm.HALF_SUM)
+        terms.append(_evaluate(lambda a, b: term.score(term.position_sums({"block3_conv2": a}, {"block3_conv2": b}),
+                                                       term.coefficients({"block3_conv2": a.shape.as_list()})), f, p))
     assert terms[0] > 0
     np.testing.assert_allclose(terms[1] * s**2, terms[0], rtol=1e-4)  # measured 6.3e-8
 

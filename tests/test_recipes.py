@@ -35,6 +35,7 @@ from support import CliRun, CliRuns, synthetic_weights
 
 from legacy_nst import images, recipes
 from legacy_nst.engine.level import Transfer, initial_image
+from legacy_nst.errors import UserError
 from legacy_nst.pictures.sheets import contact_sheet
 from legacy_nst.runner.job import Output
 from legacy_nst.runner.sizing import size_images
@@ -241,37 +242,28 @@ def _first_measurement(transfer):
 @functools.lru_cache(maxsize=None)
 def engine_run(name):
     """One Transfer per recipe (building and first-running a graph is the slow part), shared by the tests.
-    Fetches reuse the optimiser's own fetch lists so TensorFlow prepares each graph only once."""
+    Transfer.evaluate reuses the optimiser's own fetch list, so TensorFlow prepares each graph only once."""
     case = Case(name, **ENGINE_RUNS[name])
     transfer = case.transfer()
     try:
-        objective, optimiser = transfer.objective, transfer.optimiser
-        if optimiser.name == "adam":
-            gradient = transfer.session.run(objective.gradient)[0]
-        else:  # the Evaluator's / descent's fetch list
-            _, _, gradient = transfer.session.run((objective.total, objective.terms, objective.gradient),
-                                                  {optimiser.image: _f32(case.x0)[None]})
-            gradient = gradient[0]
+        optimiser = transfer.optimiser
+        gradient = transfer.evaluate(_f32(case.x0))[3]  # Adam's image variable holds x0 until the first step
         measurements, iterations = [], []
         transfer.run(measurements.append, lambda i, n, image: iterations.append((i, n, image.copy())))
         run = EngineRun(case, gradient.astype(np.float64), measurements, iterations, transfer.term_names,
                         transfer.state())
         if optimiser.name == "lbfgs":
             def engine_f_and_g(x):  # the engine's graph evaluated at scipy's x, as seed 003's eval_loss_and_grads
-                image = np.asarray(x, np.float32).reshape(case.x0.shape)[None]
-                total, _, grad = transfer.session.run((objective.total, objective.terms, objective.gradient),
-                                                      {optimiser.image: image})
-                return float(total), grad.ravel().astype(np.float64)
+                total, _, _, grad = transfer.evaluate(np.asarray(x, np.float32).reshape(case.x0.shape))
+                return total, grad.ravel().astype(np.float64)
 
             run.scipy_calls, run.scipy_boundaries = seed003_outer_loop(
                 engine_f_and_g, case.x0.copy(), *_seed003_counts(case.recipe), **LBFGS_KWARGS[name])
         if optimiser.name == "torch-lbfgs":  # optim.lbfgs (transcribed) driven by the engine's graph
             def engine_z_f_and_g(z):
-                image = _f32(caffe_deprocess_bgr(z.reshape(case.x0.shape)))[None]
-                total, _, grad = transfer.session.run((objective.total, objective.terms, objective.gradient),
-                                                      {optimiser.image: image})
+                total, _, _, grad = transfer.evaluate(_f32(caffe_deprocess_bgr(z.reshape(case.x0.shape))))
                 run.torch_calls.append(z.copy())
-                return float(total), grad[0][..., ::-1].ravel().astype(np.float64)  # d/dz (BGR)
+                return total, grad[..., ::-1].ravel().astype(np.float64)  # d/dz (BGR)
 
             run.torch_calls = []
             run.torch_final = caffe_preprocess(case.x0).ravel().copy()
@@ -549,12 +541,9 @@ def test_gatys_code_run_equals_the_notebook(synthetic_npz, tmp_path):
         size=24, iterations=40, high_res_size=0, high_res_iterations=0, style_layer_weights=weights))
     with Transfer(result.recipe, _f32(content), [_f32(style)], _synthetic("vgg19"), seed=0, device="cpu",
                   init_image=content.astype(np.float64)) as transfer:
-        fetches = (transfer.objective.total, transfer.objective.terms, transfer.objective.gradient)
-
         def engine_loss(rgb):
-            total, terms, grad = transfer.session.run(fetches, {transfer.optimiser.image: _f32(rgb)[None]})
-            return Reference({"content": float(terms[0]), "style": float(terms[1])}, float(total),
-                             grad[0].astype(np.float64))
+            total, terms, _, grad = transfer.evaluate(_f32(rgb))
+            return Reference({"content": float(terms[0]), "style": float(terms[1])}, total, grad.astype(np.float64))
 
         expected = run_gatys_code(None, content, style, max_iter=20, loss_fn=engine_loss)
     assert len(result.history) == len(expected.losses) == 40
@@ -686,6 +675,19 @@ def test_initial_images_follow_each_source():
 
 def test_every_recipe_is_pinned_here():
     assert set(ALL_RECIPES) == set(recipes.RECIPES) == set(SOURCES) == set(ENGINE_RUNS)
+
+
+@pytest.mark.parametrize("field", ["content_form", "gram_norm", "style_form", "style_norm", "tv_form"])
+def test_an_unknown_form_is_refused_when_the_recipe_is_checked(field):
+    """A checked recipe holds its forms as enum members; an unknown one is a UserError naming the field,
+    whether set on the record or parsed from text (--set, a jobs file), never a default in the engine."""
+    checked = recipes.RECIPES["preview"].check()
+    assert type(getattr(checked, field)) is recipes.field_types()[field]
+    with pytest.raises(UserError, match=f"^{field} 'bogus' is not one of: "):
+        dataclasses.replace(recipes.RECIPES["preview"], **{field: "bogus"}).check()
+    allowed = ", ".join(recipes.field_types()[field])
+    with pytest.raises(UserError, match=f"^{field}='bogus': expected one of {allowed}$"):
+        recipes.parse_field(field, "bogus")
 
 
 # ----------------------------------------------------------------------------------------------------------

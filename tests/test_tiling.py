@@ -17,6 +17,7 @@ from legacy_nst import Job, LevelStarted, recipes, run
 from legacy_nst.engine import terms as losses
 from legacy_nst.engine import tiling
 from legacy_nst.engine.network import VGG
+from legacy_nst.engine.optimisers import GraphEvaluation
 from legacy_nst.errors import UserError
 from legacy_nst.runner import memory
 from legacy_nst.runner.loop import prepare
@@ -65,9 +66,8 @@ def untiled(recipe, params, content, style, image, adjust=None, conv=None):
             style_targets = session.run(grams, {probe: style[None]})
             objective = losses.Objective(vgg, x, recipe, content_targets, [losses.StyleTarget(1.0, style_targets)])
             objective.initialise(session)
-            feed = {x: image[None]} if adjust is None else {x: image[None], objective.adjust: adjust}
-            total, terms, gradient = session.run((objective.total, objective.terms, objective.gradient), feed)
-    return float(total), terms, gradient[0], content_targets, style_targets
+            total, terms, _, gradient = GraphEvaluation(session, objective, x).evaluate(image, adjust)
+    return total, terms, gradient, content_targets, style_targets
 
 
 def relative_error(a, b):
@@ -109,6 +109,9 @@ CASES = {
                           style_layer_weights=(1, 2, 3, 4, 5, 6, 7)),
     # Gram ÷ C·H·W, style sum, l2 TV, a layer both content and style (halo 16 px)
     "preview-l2": shrink("preview", content_layers=("block3_conv1",), tv_form="l2", tv_weight=1e-2),
+    # jcjohnson's TV: its gradient pulls, but the reported total leaves it out
+    "tv-not-in-loss": shrink("preview", content_layers=("block3_conv1",), tv_form="torch", tv_weight=1e-2,
+                             tv_in_loss=False),
     # mean style with elements norm, max pooling, half-sum content on block 1
     "keras-gd-noise": shrink("keras-gd-noise", style_layers=recipes.CONV1_LAYERS[1:4],
                              style_layer_weights=(0.5, 0.25, 0.2), style_form="mean", gram_norm="elements"),

@@ -12,7 +12,7 @@ DEVICES = ("auto", "cpu", "gpu")
 # name -> the engine module defining it
 _HOMES = {
     "Transfer": "level", "TiledTransfer": "level", "check_device": "level", "session_config": "level",
-    "initial_image": "start", "blend_noise": "start",
+    "initial_image": "start", "blend_noise": "start", "gram": "terms",
     "FeatureProbe": "network",
     "fix_threads": "runtime", "threads_in_effect": "runtime", "tf": "runtime",
 }

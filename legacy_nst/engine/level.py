@@ -8,7 +8,7 @@ import numpy as np
 
 from . import DEVICES, untileable
 from .network import VGG, default_conv
-from .optimisers import OPTIMIZER_CLASSES
+from .optimisers import OPTIMIZER_CLASSES, GraphEvaluation
 from .runtime import tf
 from .start import initial_image
 from .terms import Objective, StyleTarget, gram, layer_masks
@@ -47,6 +47,11 @@ class _Level:
     @property
     def term_weights(self):
         return term_weights(self.recipe)
+
+    def evaluate(self, image, adjust=None):
+        """(total, terms, adjust, gradient (H, W, 3)) of the objective at an (H, W, 3) RGB image, as the
+        optimiser evaluates it (terms and adjust in the order of term_names); `adjust` is fed if given."""
+        return self._evaluation.evaluate(np.asarray(image, np.float32), adjust)
 
     def run(self, on_evaluation, on_iteration, state=None):
         """Optimise to the end of the budget (or until a callback raises); `state` resumes a checkpoint."""
@@ -98,6 +103,9 @@ class Transfer(_Level):
             self.objective = Objective(vgg, self.optimiser.image, recipe, content_targets, style_targets)
             self.objective.initialise(self.session)
             self.optimiser.attach(self.session, self.objective)
+            # the optimiser's own evaluation where it has one, so that its fetches are prepared only once
+            self._evaluation = getattr(self.optimiser, "evaluation", None) or GraphEvaluation(
+                self.session, self.objective, self.optimiser.image)
         self.graph.finalize()
 
     def close(self):
@@ -123,6 +131,7 @@ class TiledTransfer(_Level):
         x0 = initial_image(recipe, content, styles, seed) if init_image is None else init_image
         self.optimiser = OPTIMIZER_CLASSES[recipe.optimizer](recipe, x0)
         self.optimiser.bind(self.objective)
+        self._evaluation = self.objective
 
     def close(self):
         self.objective.close()

@@ -20,7 +20,7 @@ from scipy.optimize import fmin_l_bfgs_b
 from threadpoolctl import threadpool_limits
 
 from .runtime import tf
-from .terms import ADAPTIVE_EPS
+from .terms import adaptive_factors
 from ..recipes import term_names
 
 
@@ -141,7 +141,7 @@ class LBFGS(_FedImage):
         self.evaluator = Evaluator(evaluation, self.shape)
 
     def _adjust(self, x):
-        return 1.0 / (self.evaluation.terms(x.astype(np.float32)) + ADAPTIVE_EPS)
+        return adaptive_factors(self.evaluation.terms(x.astype(np.float32)))
 
     def state(self):
         state = dict(self._state)
@@ -217,7 +217,7 @@ class NormalisedDescent(_FedImage):
             image = x.astype(np.float32)
             total, terms, adjust, g = self.evaluation.evaluate(image, previous if lag else None)
             on_evaluation(Measurement(i, i + 1, image, total, terms, adjust))
-            previous = 1.0 / (terms + ADAPTIVE_EPS)  # what the post's assign ops store in this run
+            previous = adaptive_factors(terms)  # what the post's assign ops store in this run
             x = self.update(x, g.astype(np.float64))
             self._state = {"iteration": i + 1, "evaluations": i + 1, "image": x}
             if lag:

@@ -1,15 +1,17 @@
 """The exact loss and gradient of a large image, computed tile by tile: print sizes in the memory of a tile.
 
-Every term a recipe uses is a function of sums over positions: a style layer's Gram is Σ_p f_p f_pᵀ, a
-content term Σ_p (F_p − P_p)². So two passes over overlapping tiles give exactly the untiled numbers:
+Every term but the total variation is a function of sums over positions (terms.py): a style layer's raw
+Gram Σ_p f_p f_pᵀ, a content layer's Σ_p (F_p − P_p)². So two passes over overlapping tiles give exactly the
+untiled numbers, with the untiled terms' own scores:
 
-1. each tile runs the network and returns the raw Gram and the squared content error of the positions it
-   OWNS (its interior); the sums over tiles are the whole image's, from which the terms, the total and
-   dL/dG_l (a C×C matrix per style layer) follow in numpy;
-2. each tile runs again and back-propagates Σ_l <dL/dG_l, G_l(interior)> + Σ_c λ_c · content error(interior)
-   with those factors held fixed. L is the sum of these tile contributions, each a function of the tile's
-   pixels only, so the whole image's gradient is the sum of the tiles' input-gradients, halos included
-   (a halo pixel feeds the interior features of its neighbour as well as its own tile's).
+1. each tile runs the network and returns the terms' `position_sums` over the positions it OWNS (its
+   interior); their sums over tiles are the whole image's. The terms' `score`s and `weigh` turn them into the
+   terms and the total, in a small float64 graph of their own, which also gives dtotal/dsums (for a style
+   layer a C×C matrix, for a content layer a number);
+2. each tile runs again and back-propagates Σ <dtotal/dsum, sum(interior)> with those factors held fixed.
+   By the chain rule the image gradient is the sum over tiles of these shares' gradients, each a function of
+   the tile's pixels only, so it is the sum of the tiles' input-gradients, halos included (a halo pixel
+   feeds the interior features of its neighbour as well as its own tile's).
 
 Why it is exact: a tile is the interior plus a halo; SAME padding makes the features wrong near a cut edge,
 one more position per 3 × 3 convolution, halved (rounded up) by each 2 × 2 pool. `halo()` follows that count
@@ -17,18 +19,17 @@ to the deepest layer, so every interior position of every layer sees exactly the
 back-propagates through exactly those positions. Tiles start on the deepest layer's pooling grid (a
 multiple of 2^pools) so pooling windows are the untiled ones; at the image's own border a tile has no halo,
 so the padding there is the untiled network's zero padding. What differs is only the order of float32 sums.
-Total variation is local to the image and cheap: it is computed on the whole image.
+Total variation is local to the image and cheap: the score graph computes it on the whole image.
 """
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import terms
-from .terms import ADAPTIVE_EPS
 from .network import VGG
 from .runtime import tf
+from .terms import ContentTerm, StyleTerm, gram_divisor, total_variation, weigh
 from ..errors import UserError
-from ..recipes import term_names, term_weights
+from ..recipes import term_names
 from ..vgg.architecture import conv_shapes, deepest_layer, halo, pools_before
 
 
@@ -61,16 +62,6 @@ def spans(length, tile, halo_px, align):
             for a in range(0, length, size)]
 
 
-def gram_factor(norm, positions, channels):
-    """The Gram normalisation (terms.gram) as a factor on the raw Σ f fᵀ over `positions` positions."""
-    return {"raw": 1.0, "positions": 1.0 / positions, "elements": 1.0 / (positions * channels)}[norm]
-
-
-def content_factor(form, elements):
-    """terms.squared_error's form as a factor on Σ(F − P)² over `elements` numbers."""
-    return {"mean": 1.0 / elements, "half-sum": 0.5, "sum": 1.0}[form]
-
-
 class TiledObjective:
     """The recipe's total, terms and image gradient for any image size, in tiles of at most `tile` px.
 
@@ -85,7 +76,8 @@ class TiledObjective:
 
     def __init__(self, recipe, params, tile=512, config=None, conv=None):
         self.recipe = recipe
-        self.names, self.weights = term_names(recipe), term_weights(recipe)
+        self.names = term_names(recipe)
+        self.content_term, self.style_term = ContentTerm.of(recipe), StyleTerm.of(recipe)
         deepest = deepest_layer(recipe.network, recipe.layers)
         self.halo, self.align = halo(recipe.network, deepest)
         if tile < self.align:
@@ -104,26 +96,40 @@ class TiledObjective:
             for layer in recipe.layers:
                 r0, r1, c0, c1 = tf.unstack(self._box // (2 ** pools_before(layer)))
                 self._crops[layer] = features[layer][:, r0:r1, c0:c1, :]
-            self._grams = {layer: terms.gram(self._crops[layer], "raw") for layer in recipe.style_layers}
             self._targets = {layer: tf.compat.v1.placeholder(tf.float32, (1, None, None, self.channels[layer]),
                                                              name=f"target_{layer}")
                              for layer in recipe.content_layers}
-            self._errors = {layer: terms.squared_error(self._crops[layer], self._targets[layer], "sum")
-                            for layer in recipe.content_layers}
-            # Pass 2: the tile's share of the total, linearised in the Grams at the whole image's dL/dG.
-            self._dgram = {layer: tf.compat.v1.placeholder(tf.float32, (self.channels[layer],) * 2)
-                           for layer in recipe.style_layers}
-            self._derror = {layer: tf.compat.v1.placeholder(tf.float32, ()) for layer in recipe.content_layers}
-            share = tf.add_n([tf.reduce_sum(self._dgram[l] * self._grams[l]) for l in recipe.style_layers]
-                             + [self._derror[l] * self._errors[l] for l in recipe.content_layers])
+            # Pass 1: the sums over the interior's positions
+            self._sums = {"content": self.content_term.position_sums(self._crops, self._targets),
+                          "style": self.style_term.position_sums(self._crops)}
+            self._build_score()
+            # Pass 2: the tile's share of the total, linearised in its sums at the whole image's dtotal/dsums
+            self._dsums = [tf.compat.v1.placeholder(tf.float32, s.shape) for s in tf.nest.flatten(self._sums)]
+            share = tf.add_n([tf.reduce_sum(d * s) for d, s in zip(self._dsums, tf.nest.flatten(self._sums))])
             self._tile_gradient = tf.gradients(share, self._x)[0][0]
-            self._tv = None
-            if recipe.tv_form != "none":
-                self._image = tf.compat.v1.placeholder(tf.float32, (1, None, None, 3), name="image")
-                self._tv = terms.total_variation(self._image, recipe.tv_form)
-                self._tv_gradient = tf.gradients(self._tv, self._image)[0][0]
             self.session = tf.compat.v1.Session(graph=self.graph, config=config)
         self.graph.finalize()
+
+    def _build_score(self):
+        """The whole image's terms, total and dtotal/dsums from the sums gathered over the tiles, with the
+        untiled objective's own scores, in float64; the coefficients depend on the image size, so they are fed."""
+        self._gathered = tf.nest.map_structure(lambda s: tf.compat.v1.placeholder(tf.float64, s.shape), self._sums)
+        self._coefficients = tf.nest.map_structure(lambda _: tf.compat.v1.placeholder(tf.float64, ()),
+                                                   self._term_coefficients(self.align, self.align))  # any size
+        self._style_grams = {layer: tf.compat.v1.placeholder(tf.float64, (self.channels[layer],) * 2)
+                             for layer in self.recipe.style_layers}
+        terms = {"content": self.content_term.score(self._gathered["content"], self._coefficients["content"]),
+                 "style": self.style_term.score(self._gathered["style"], self._coefficients["style"],
+                                                self._style_grams)}
+        inputs = tf.nest.flatten(self._gathered)
+        self._image = None
+        if "tv" in self.names:
+            self._image = tf.compat.v1.placeholder(tf.float32, (1, None, None, 3), name="image")
+            terms["tv"] = tf.cast(total_variation(self._image, self.recipe.tv_form), tf.float64)
+            inputs.append(self._image)
+        self._terms = tf.stack([terms[name] for name in self.names])
+        self._adjust, total, self._total = weigh(self.recipe, self._terms)
+        self._score_gradients = tf.gradients(total, inputs, unconnected_gradients=tf.UnconnectedGradients.ZERO)
 
     def tiles(self, height, width):
         """(row span, column span) of every tile of an image of this size."""
@@ -149,7 +155,7 @@ class TiledObjective:
 
     def _raw_grams(self, image):
         grams = {layer: 0.0 for layer in self.recipe.style_layers}
-        for _, _, values in self._runs(image, self._grams):
+        for _, _, values in self._runs(image, self._sums["style"]):
             for layer, value in values.items():
                 grams[layer] = grams[layer] + value.astype(np.float64)
         return grams
@@ -174,8 +180,8 @@ class TiledObjective:
             for layer, raw in self._raw_grams(style).items():
                 level = pools_before(layer)
                 positions = (style.shape[0] >> level) * (style.shape[1] >> level)
-                grams[layer] = grams[layer] + weight * gram_factor(self.recipe.gram_norm, positions,
-                                                                   self.channels[layer]) * raw
+                divisor = gram_divisor(self.recipe.gram_norm, positions, self.channels[layer])
+                grams[layer] = grams[layer] + weight * (raw / divisor)
         return features, grams
 
     def hold(self, content_targets, style_targets):
@@ -185,65 +191,48 @@ class TiledObjective:
         self._style_targets = {layer: np.asarray(style_targets[layer], np.float64)
                                for layer in self.recipe.style_layers}
 
-    def _pass_one(self, image):
-        """(terms, dterms/dG_raw per style layer, dterms/d error per content layer) from one forward pass."""
-        r = self.recipe
-        height, width = image.shape[:2]
-        grams = {layer: 0.0 for layer in r.style_layers}
-        errors = {layer: 0.0 for layer in r.content_layers}
-        for _, _, (tile_grams, tile_errors) in self._runs(image, (self._grams, self._errors), self._target_feed):
-            for layer, value in tile_grams.items():
-                grams[layer] = grams[layer] + value.astype(np.float64)
-            for layer, value in tile_errors.items():
-                errors[layer] += float(value)
-        content, derror = 0.0, {}
-        for layer, weight in zip(r.content_layers, terms.layer_weights(r.content_layers, r.content_layer_weights)):
-            level = pools_before(layer)
-            factor = weight * content_factor(r.content_form,
-                                             (height >> level) * (width >> level) * self.channels[layer])
-            content += factor * errors[layer]
-            derror[layer] = factor
-        style, dgram = 0.0, {}
-        for layer, weight in zip(r.style_layers, terms.layer_weights(r.style_layers, r.style_layer_weights)):
-            level, channels = pools_before(layer), self.channels[layer]
-            shape = (1, height >> level, width >> level, channels)
-            norm = gram_factor(r.gram_norm, shape[1] * shape[2], channels)
-            diff = norm * grams[layer] - self._style_targets[layer]
-            factor = weight * terms.style_norm_factor(r.style_norm, shape, (1, height, width, 3), r.style_norm_size)
-            if r.style_form == "mean":
-                factor /= channels**2
-            style += factor * np.sum(np.square(diff))
-            dgram[layer] = (2.0 * factor * norm) * diff
-        values = {"content": content, "style": style}
-        if self._tv is not None:
-            values["tv"] = float(self.session.run(self._tv, {self._image: image[None]}))
-        return np.array([values.get(name, 0.0) for name in self.names]), dgram, derror
+    def _term_coefficients(self, height, width):
+        """The terms' coefficients for an image of this size, as the untiled objective computes them."""
+        shapes = {layer: (1, height >> pools_before(layer), width >> pools_before(layer), self.channels[layer])
+                  for layer in self.recipe.layers}
+        return {"content": self.content_term.coefficients(shapes),
+                "style": self.style_term.coefficients(shapes, (1, height, width, 3))}
+
+    def _score_feed(self, image, adjust=None):
+        """The score graph's feed for an (H, W, 3) image: the sums gathered over its tiles (one forward pass
+        each), the coefficients of its size, the targets, the image itself for the TV and `adjust` if given."""
+        gathered = [0.0] * len(tf.nest.flatten(self._sums))
+        for _, _, values in self._runs(image, tf.nest.flatten(self._sums), self._target_feed):
+            gathered = [total + np.asarray(value, np.float64) for total, value in zip(gathered, values)]
+        feed = dict(zip(tf.nest.flatten(self._gathered), gathered))
+        coefficients = self._term_coefficients(*image.shape[:2])
+        feed.update(zip(tf.nest.flatten(self._coefficients), tf.nest.flatten(coefficients)))
+        feed.update({self._style_grams[layer]: target for layer, target in self._style_targets.items()})
+        if self._image is not None:
+            feed[self._image] = image[None]
+        if adjust is not None:
+            feed[self._adjust] = adjust
+        return feed
 
     def terms(self, image):
         """The raw terms (in the order of `names`) of an (H, W, 3) image: one forward pass over the tiles."""
-        return self._pass_one(np.asarray(image, np.float32))[0]
+        return self.session.run(self._terms, self._score_feed(np.asarray(image, np.float32)))
 
     def evaluate(self, image, adjust=None):
         """(total, terms, adjust, gradient (H, W, 3) float32) of an (H, W, 3) RGB image, as the untiled
-        objective's GraphEvaluation returns them (terms and adjust in the order of `names`).
-
-        `adjust` as the Objective's: default 1, or 1 / (terms + 1e-10) for an adaptive recipe; given, it is
-        held fixed (L-BFGS within a restart)."""
+        objective's GraphEvaluation returns them (terms and adjust in the order of `names`); `adjust` as
+        terms.weigh's: given, it is held fixed (L-BFGS within a restart)."""
         image = np.asarray(image, np.float32)
-        terms, dgram, derror = self._pass_one(image)
-        if adjust is None:
-            adjust = 1.0 / (terms + ADAPTIVE_EPS) if self.recipe.adaptive_weights else np.ones(len(terms))
-        adjust = np.asarray(adjust, np.float64)
-        scale = dict(zip(self.names, np.array([self.weights[name] for name in self.names]) * adjust))
-        feed = {self._dgram[layer]: scale["style"] * value for layer, value in dgram.items()}
-        feed.update({self._derror[layer]: scale["content"] * value for layer, value in derror.items()})
+        total, terms, adjust, gradients = self.session.run(
+            (self._total, self._terms, self._adjust, self._score_gradients), self._score_feed(image, adjust))
+        feed = dict(zip(self._dsums, gradients))
         gradient = np.zeros(image.shape, np.float32)
-        if self._tv is not None:
-            gradient += scale["tv"] * self.session.run(self._tv_gradient, {self._image: image[None]})
+        if self._image is not None:  # the TV's gradient, on the whole image
+            gradient += gradients[-1][0]
         for rows, cols, value in self._runs(image, self._tile_gradient,
                                             lambda rows, cols: {**feed, **self._target_feed(rows, cols)}):
             gradient[rows.start:rows.stop, cols.start:cols.stop] += value
-        return float(sum(scale[name] * term for name, term in zip(self.names, terms))), terms, adjust, gradient
+        return float(total), terms, adjust, gradient
 
     def close(self):
         self.session.close()

@@ -1,11 +1,11 @@
 """The sources' algorithms as data: the `Recipe` record (recipe.py) and one record per source (sources.py)."""
-from .recipe import (CONTENT_FORMS, CONV1_LAYERS, DESCENT_NORMS, GRAM_NORMS, INITS, MASK_MODES, NOISES, NOTE_FIELDS,
-                     OPTIMIZERS, QUIRK_FIELDS, RESULT_IMAGES, SAVE_CASTS, STYLE_FORMS, STYLE_NORMS, TV_FORMS, Recipe,
+from .recipe import (CONV1_LAYERS, DESCENT_NORMS, INITS, MASK_MODES, NOISES, NOTE_FIELDS, OPTIMIZERS, QUIRK_FIELDS,
+                     RESULT_IMAGES, SAVE_CASTS, ContentForm, GramNorm, Recipe, StyleForm, StyleNorm, TVForm,
                      content_blend_weights, corrected, exponent_weights, field_types, override, parse_field, suggest,
                      term_names, term_weights)
 from .sources import DEFAULT_RECIPE, RECIPES, get
 
-__all__ = ["CONTENT_FORMS", "CONV1_LAYERS", "DEFAULT_RECIPE", "DESCENT_NORMS", "GRAM_NORMS", "INITS", "MASK_MODES",
-           "NOISES", "NOTE_FIELDS", "OPTIMIZERS", "QUIRK_FIELDS", "RECIPES", "RESULT_IMAGES", "Recipe", "SAVE_CASTS",
-           "STYLE_FORMS", "STYLE_NORMS", "TV_FORMS", "content_blend_weights", "corrected", "exponent_weights",
+__all__ = ["CONV1_LAYERS", "ContentForm", "DEFAULT_RECIPE", "DESCENT_NORMS", "GramNorm", "INITS",
+           "MASK_MODES", "NOISES", "NOTE_FIELDS", "OPTIMIZERS", "QUIRK_FIELDS", "RECIPES", "RESULT_IMAGES", "Recipe",
+           "SAVE_CASTS", "StyleForm", "StyleNorm", "TVForm", "content_blend_weights", "corrected", "exponent_weights",
            "field_types", "get", "override", "parse_field", "suggest", "term_names", "term_weights"]

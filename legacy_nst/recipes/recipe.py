@@ -1,8 +1,9 @@
 """Each source's algorithm as one frozen record: every number and choice, and a note on its quirks.
 
-The engine is generic; a recipe only picks named forms (see losses.py) and numbers, so two recipes can be
-diffed field by field (`legacy-nst --show-recipe NAME`). A recipe holds the algorithm only: how often to
-print or save is the job's output setting (job.py), so changing it never changes a recipe or blocks a resume.
+The engine is generic; a recipe only picks named forms (the enums below; engine/terms.py computes them) and
+numbers, so two recipes can be diffed field by field (`legacy-nst --show-recipe NAME`). A recipe holds the
+algorithm only: how often to print or save is the job's output setting (job.py), so changing it never changes
+a recipe or blocks a resume.
 Fields are parsed from text by their type annotations (`parse_field`), so the CLI's `--set FIELD=VALUE`
 and a jobs file accept every field without a table of names.
 """
@@ -12,18 +13,60 @@ import functools
 import math
 import typing
 from dataclasses import dataclass, fields
+from enum import StrEnum
 
 from .. import images
 from ..errors import UserError
 from ..vgg import architecture
 
 CONV1_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
-# The named forms a recipe picks from (losses.py and optimisers.py implement them).
-GRAM_NORMS = ("raw", "positions", "elements")
-CONTENT_FORMS = ("mean", "half-sum", "sum")
-STYLE_FORMS = ("mean", "sum")
-STYLE_NORMS = ("none", "layer", "image")
-TV_FORMS = ("none", "keras", "l2", "denoise", "torch")
+
+
+# The forms of the loss terms (engine/terms.py defines what each one computes). A checked recipe holds these
+# members, so an unknown form is refused when the recipe is checked and never reaches the engine.
+class GramNorm(StrEnum):
+    """The divisor of a Gram's raw Σ_p f_p f_pᵀ."""
+
+    RAW = "raw"
+    POSITIONS = "positions"  # H·W (seed 000)
+    ELEMENTS = "elements"  # C·H·W (jcjohnson)
+
+
+class ContentForm(StrEnum):
+    """How a content layer reduces its (F − P)²."""
+
+    MEAN = "mean"
+    HALF_SUM = "half-sum"
+    SUM = "sum"
+
+
+class StyleForm(StrEnum):
+    """How a style layer reduces its (G − A)²."""
+
+    MEAN = "mean"
+    SUM = "sum"
+
+
+class StyleNorm(StrEnum):
+    """The constant before each style layer's reduced (G − A)²."""
+
+    NONE = "none"
+    LAYER = "layer"  # 1/(4N²M²), the paper
+    IMAGE = "image"  # 1/(4·3²·(H·W)²) of the image (seeds 003, 004)
+
+
+class TVForm(StrEnum):
+    """The total-variation term; none: the objective has no such term."""
+
+    NONE = "none"
+    KERAS = "keras"
+    L2 = "l2"
+    DENOISE = "denoise"
+    TORCH = "torch"
+
+
+FORM_FIELDS = {"content_form": ContentForm, "gram_norm": GramNorm, "style_form": StyleForm,
+               "style_norm": StyleNorm, "tv_form": TVForm}
 OPTIMIZERS = ("lbfgs", "adam", "descent", "torch-lbfgs")
 DESCENT_NORMS = ("std", "rms")
 INITS = ("content", "noise", "style")
@@ -52,11 +95,11 @@ class Recipe:
     style_layers: tuple[str, ...] = CONV1_LAYERS
     style_layer_weights: tuple[float, ...] = ()
     # loss forms and weights
-    content_form: str = "mean"
-    gram_norm: str = "raw"  # divisor of FᵀF: raw | positions (H·W) | elements (C·H·W)
-    style_form: str = "mean"
-    style_norm: str = "none"  # factor before each layer's Σ(G − A)²: none | layer 1/(4N²M²) | image
-    tv_form: str = "none"
+    content_form: ContentForm = ContentForm.MEAN
+    gram_norm: GramNorm = GramNorm.RAW  # divisor of FᵀF: raw | positions (H·W) | elements (C·H·W)
+    style_form: StyleForm = StyleForm.MEAN
+    style_norm: StyleNorm = StyleNorm.NONE  # factor before each layer's Σ(G − A)²: none | layer 1/(4N²M²) | image
+    tv_form: TVForm = TVForm.NONE
     content_weight: float = 1.0
     style_weight: float = 1.0
     tv_weight: float = 0.0
@@ -106,9 +149,7 @@ class Recipe:
 
         choices = {"network": tuple(architecture.BLOCK_SIZES), "pooling": architecture.POOLINGS,
                    "size_mode": images.SIZE_MODES, "style_sizing": ("own", "match-content"),
-                   "resample": tuple(images.RESAMPLERS), "content_form": CONTENT_FORMS,
-                   "gram_norm": GRAM_NORMS, "style_form": STYLE_FORMS,
-                   "style_norm": STYLE_NORMS, "tv_form": TV_FORMS,
+                   "resample": tuple(images.RESAMPLERS), **{name: tuple(form) for name, form in FORM_FIELDS.items()},
                    "optimizer": OPTIMIZERS, "descent_norm": DESCENT_NORMS,
                    "init": INITS, "noise": NOISES, "result_image": RESULT_IMAGES,
                    "save_cast": SAVE_CASTS, "mask_mode": MASK_MODES}
@@ -135,7 +176,7 @@ class Recipe:
         for name in ("content_weight", "style_weight", "tv_weight", "learning_rate", "epsilon", "descent_eps"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must not be negative, got {getattr(self, name)}")
-        if self.tv_weight > 0 and self.tv_form == "none":
+        if self.tv_weight > 0 and self.tv_form == TVForm.NONE:
             raise UserError(f"tv_weight {self.tv_weight:g} would do nothing: recipe {self.name} has no total-"
                             "variation term; also set tv_form=l2 (jcjohnson's), keras or denoise")
         if self.style_norm_size and (len(self.style_norm_size) != 2 or min(self.style_norm_size) < 1):
@@ -156,7 +197,7 @@ class Recipe:
             if any(not math.isfinite(w) or w < 0 for w in weights):
                 raise UserError(f"{kind}_layer_weights must be finite and non-negative, got {weights}")
         return dataclasses.replace(
-            self,
+            self, **{name: form(getattr(self, name)) for name, form in FORM_FIELDS.items()},
             content_layers=tuple(architecture.canonical_layer(self.network, n) for n in self.content_layers),
             style_layers=tuple(architecture.canonical_layer(self.network, n) for n in self.style_layers))
 
@@ -211,6 +252,8 @@ def _parse_scalar(kind, text):
 
 
 def _describe(kind):
+    if isinstance(kind, type) and issubclass(kind, StrEnum):
+        return f"one of {', '.join(kind)}"
     if typing.get_origin(kind) is tuple:
         return f"a list of {typing.get_args(kind)[0].__name__}"
     if typing.get_origin(kind) is typing.Union or isinstance(kind, type(int | None)):
@@ -238,7 +281,7 @@ def parse_field(name, text):
 
 def term_names(recipe):
     """The terms a recipe's objective has, in order: content, style, and tv when it has a TV form."""
-    return ("content", "style") + (("tv",) if recipe.tv_form != "none" else ())
+    return ("content", "style") + (("tv",) if recipe.tv_form != TVForm.NONE else ())
 
 
 def term_weights(recipe):

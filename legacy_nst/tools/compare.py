@@ -90,9 +90,8 @@ def _ratio(num, den):
 
 
 def gram(features):
-    """FᵀF / (C·H·W) of an (H, W, C) activation, in float64."""
-    flat = features.reshape(-1, features.shape[-1]).astype(np.float64)
-    return flat.T @ flat / flat.size
+    """FᵀF / (C·H·W) of an (H, W, C) activation: the objective's Gram (engine.gram), in float64."""
+    return np.asarray(engine.gram(features[None].astype(np.float64), recipes.GramNorm.ELEMENTS))
 
 
 def feature_distances(features, target_features, target_grams, content_layers, style_layers):
