@@ -3,7 +3,6 @@ continues the job's own checkpoint when there is one, and never raises for a pro
 pool calls it as `attempts.attempt`, looked up at each call, so that a test's stand-in is the one they run."""
 import contextlib
 import dataclasses
-import functools
 import glob
 import os
 import time
@@ -16,22 +15,6 @@ from ...runner import checkpoint as checkpoints
 from ...runner import interrupts, loop
 from ...runner.events import LevelFinished, LevelStarted, Saved
 from ...runner.outputs import OutputPaths
-
-
-@functools.lru_cache(maxsize=256)
-def _resolved(recipe, overrides, corrected):
-    from ...runner.job import Job
-
-    return Job(recipe=recipe, overrides=dict(overrides), corrected=corrected).resolved_recipe()
-
-
-def recipe_of(job):
-    """job.resolved_recipe(), once per distinct recipe and overrides: the driver asks it of every job several
-    times, and checking a recipe costs 0.3-0.7 ms (a jobs file of 257 000 jobs)."""
-    try:
-        return _resolved(job.recipe, tuple(sorted(job.overrides.items())), job.corrected)
-    except TypeError:  # an unhashable override value
-        return job.resolved_recipe()
 
 
 _TF_IMPORT_SECONDS = None
@@ -56,7 +39,7 @@ def past_budget(job, path):
         saved = checkpoints.load(path)
     except UserError:
         return False  # unreadable: the run itself refuses it, naming the file
-    levels = job.levels(recipe_of(job))
+    levels = job.levels(job.resolved_recipe())
     return saved.level >= len(levels) or saved.state["evaluations"] > levels[saved.level].iterations
 
 

@@ -17,7 +17,7 @@ from .outcomes import JobOutcome, Progress
 from .pools import Died, Task
 from .processes import ProcessPool
 from .ray_pool import RayPool
-from .summary import earlier_records, write_summary
+from .summary import SummaryWriter, earlier_records
 from ... import engine
 from ...atomic import temp_stem
 from ...errors import ThreadsFixed, UserError, WriteError
@@ -71,8 +71,7 @@ def run_jobs(jobs, out_dir, workers=1, ray_address=None, on_progress=None, *, re
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir}: is not a directory")
     threads = max(1, int(cpus_per_job or 1))
-    jobs = [with_output(job if job.threads else dataclasses.replace(job, threads=threads), i, out_dir)
-            for i, job in enumerate(jobs)]
+    jobs = [with_output(job, i, out_dir, threads) for i, job in enumerate(jobs)]
     check_names(jobs, out_dir)  # before anything is made: a refused batch leaves nothing behind
     made = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -90,13 +89,17 @@ def run_jobs(jobs, out_dir, workers=1, ray_address=None, on_progress=None, *, re
 
 
 def _run(jobs, out_dir, workers, ray_address, on_progress, retries, cpus_per_job, lock):
-    outcomes = [JobOutcome(job.name, output=job.output.path, key=job_key(job)) for job in jobs]
+    # A job's key (its inputs' digests, its resolved recipe) is computed when it is needed: to skip one an
+    # earlier call finished, or as it starts. Up front, for every job, it kept a 257 000-job file from
+    # starting its first job for minutes (issue 20.10).
+    outcomes = [JobOutcome(job.name, output=job.output.path) for job in jobs]
     earlier = earlier_records(out_dir)
     tasks = collections.deque()
     for i, (job, outcome) in enumerate(zip(jobs, outcomes)):
         record = earlier.get(job.name)
-        if record and record.get("status") == "done" and record.get("key") == outcome.key and \
-                os.path.isfile(job.output.path):
+        if record and record.get("status") == "done" and os.path.isfile(job.output.path):
+            outcome.key = job_key(job)
+        if outcome.key and record.get("key") == outcome.key:
             fields = {f.name for f in dataclasses.fields(JobOutcome)}
             outcomes[i] = JobOutcome(**{**{k: v for k, v in record.items() if k in fields}, "skipped": True})
         else:
@@ -108,9 +111,8 @@ def _run(jobs, out_dir, workers, ray_address, on_progress, retries, cpus_per_job
         report(Progress(len(jobs), counts["done"], counts["failed"], running, **what))
 
     progress(0)
-    write_summary(out_dir, outcomes)  # disk full before the start: WriteError naming summary.json
-    for task in tasks:
-        os.makedirs(os.path.dirname(os.path.abspath(task.job.output.path)), exist_ok=True)
+    summary = SummaryWriter(out_dir)
+    summary.write(outcomes)  # disk full before the start: WriteError naming summary.json
     if not tasks:
         return outcomes
     pool = _pool(workers, ray_address, cpus_per_job, len(tasks), lock.add_worker, retries)
@@ -127,7 +129,7 @@ def _run(jobs, out_dir, workers, ray_address, on_progress, retries, cpus_per_job
         outcomes[task.index] = outcome
         counts.clear()
         counts.update(o.status for o in outcomes)
-        write_summary(out_dir, outcomes)
+        summary.after_job(outcomes)
         progress(len(running), outcome=outcome)
 
     stopping = False
@@ -138,6 +140,8 @@ def _run(jobs, out_dir, workers, ray_address, on_progress, retries, cpus_per_job
                 task.attempts += 1
                 task.started = time.monotonic()
                 running[task.index] = task
+                outcomes[task.index].key = outcomes[task.index].key or job_key(task.job)  # its inputs as it starts
+                os.makedirs(os.path.dirname(os.path.abspath(task.job.output.path)), exist_ok=True)
                 pool.submit(task)
                 progress(len(running), started=task.job.name)
             for task, outcome in pool.wait():
@@ -160,6 +164,7 @@ def _run(jobs, out_dir, workers, ray_address, on_progress, retries, cpus_per_job
                                  reason="interrupted before it could stop cleanly; its last checkpoint is kept"))
     finally:
         pool.close()
+        summary.flush(outcomes)
     return outcomes
 
 

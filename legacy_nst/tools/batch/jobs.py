@@ -3,9 +3,7 @@ key (what "the same job" means for skipping a done one), and its names checked a
 import dataclasses
 import math
 import os
-from pathlib import Path
 
-from .attempts import recipe_of
 from .lock import LOCK_NAME
 from .summary import SUMMARY_CSV, SUMMARY_JSON
 from ...errors import UserError
@@ -22,26 +20,31 @@ def job_key(job):
     return identity.of_job(job).key()
 
 
-def with_output(job, index, out_dir):
-    """The job with its output path (kept if it has one) and a checkpoint interval."""
+def with_output(job, index, out_dir, threads=None):
+    """The job as the batch runs it: its output path (kept if it has one), a checkpoint interval, and
+    `threads` unless it names its own."""
     name = job.name or f"job-{index + 1}"
-    output = job.output
-    if output.path is None:
-        folder = Path(out_dir) / name
-        output = dataclasses.replace(output, path=str(folder / f"{name}.png"), overwrite=True)
-    recipe = recipe_of(job)
-    settled = output.settled(recipe.name)
-    if output.save_every is None and not settled.save_every and not settled.save_restarts:
+    changes = {}
+    if job.output.path is None:
+        changes.update(path=os.path.join(out_dir, name, f"{name}.png"), overwrite=True)
+    recipe = job.resolved_recipe()
+    settled = job.output.settled(recipe.name)
+    if job.output.save_every is None and not settled.save_every and not settled.save_restarts:
         budget = sum(level.iterations for level in job.levels(recipe))
-        output = dataclasses.replace(output, save_every=max(1, math.ceil(budget / CHECKPOINTS_PER_JOB)))
-    return dataclasses.replace(job, name=name, output=output, resume=None)
+        changes["save_every"] = max(1, math.ceil(budget / CHECKPOINTS_PER_JOB))
+    output = dataclasses.replace(job.output, **changes) if changes else job.output
+    return dataclasses.replace(job, name=name, output=output, resume=None, threads=job.threads or threads)
+
+
+def _existing(directory):
+    """`directory` (absolute), or its nearest ancestor that exists (where a job's folder will be made)."""
+    while not os.path.isdir(directory) and directory != os.path.dirname(directory):
+        directory = os.path.dirname(directory)
+    return directory
 
 
 def _name_max(directory):
-    """NAME_MAX of the file system `directory` is (or will be) on: asked of its nearest existing ancestor."""
-    directory = Path(directory).absolute()
-    while not directory.exists() and directory != directory.parent:
-        directory = directory.parent
+    """NAME_MAX of the file system an existing `directory` is on."""
     try:
         return os.pathconf(directory, "PC_NAME_MAX")
     except (OSError, ValueError):
@@ -51,7 +54,7 @@ def _name_max(directory):
 def _longest_name(job):
     """The longest file name a job's outputs can have (its numbered files at their largest numbers)."""
     paths = OutputPaths(job.output.path)
-    levels = job.levels(recipe_of(job))
+    levels = job.levels(job.resolved_recipe())
     largest = max([level.iterations for level in levels] + [level.size or 0 for level in levels])
     names = [paths.result, paths.log, paths.plot, paths.settings, paths.grid, paths.checkpoint, paths.partial,
              paths.lock, paths.snapshot(largest), paths.restart(largest), paths.scale(largest)]
@@ -71,7 +74,7 @@ def check_names(jobs, out_dir):
             raise UserError(f"job {job.name!r}: the name is one of the batch's own files in --out "
                             f"({', '.join(BATCH_FILES)}); rename the job")
         longest = _longest_name(job)
-        folder = os.path.dirname(os.path.abspath(job.output.path))
+        folder = _existing(os.path.dirname(os.path.abspath(job.output.path)))
         limit = limits[folder] if folder in limits else limits.setdefault(folder, _name_max(folder))
         if len(longest.encode()) > limit:
             excess = len(longest.encode()) - limit

@@ -26,8 +26,9 @@ class JobOutcome:
     result: object = dataclasses.field(default=None, repr=False)  # the Result (None when skipped)
 
     def record(self):
-        """The JSON-able summary entry (no arrays)."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k != "result"}
+        """The JSON-able summary entry (no arrays). Shallow: asdict would deep-copy the Result's images, and
+        the summary of a large batch is written often."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "result"}
 
 
 @dataclasses.dataclass(frozen=True)

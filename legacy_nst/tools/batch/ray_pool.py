@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .attempts import past_budget, recipe_of, start_afresh
+from .attempts import past_budget, start_afresh
 from .outcomes import JobOutcome
 from .pools import INTERRUPT_GRACE, POLL, THREAD_VARIABLES, environment
 from .ray_tasks import ray_attempt
@@ -148,7 +148,7 @@ class RayPool:
         return self.inputs[key]
 
     def _weights(self, job):
-        path = weights.resolve(recipe_of(job).network, job.weights)
+        path = weights.resolve(job.resolved_recipe().network, job.weights)
         stat = path.stat()
         key = ("weights", str(path))
         if key not in self.inputs or self.inputs[key][0] != (stat.st_size, stat.st_mtime_ns):

@@ -2,6 +2,7 @@
 import csv
 import io
 import json
+import time
 from pathlib import Path
 
 from ...atomic import write_text
@@ -25,7 +26,9 @@ def write_summary(out_dir, outcomes):
     """OUT/summary.json (every field) and OUT/summary.csv (one row per job, final losses as columns)."""
     out_dir = Path(out_dir)
     records = [o.record() for o in outcomes]
-    _write_summary_file(out_dir / SUMMARY_JSON, json.dumps({"jobs": records}, indent=1, default=str))
+    # one job a line: json's indenting encoder is pure Python, 0.7 s for 20 000 jobs; a line each, 0.1 s
+    lines = ",\n".join(json.dumps(record, default=str) for record in records)
+    _write_summary_file(out_dir / SUMMARY_JSON, f'{{"jobs": [\n{lines}\n]}}\n')
     terms = list(dict.fromkeys(k for o in outcomes for k in o.final if k != "total"))
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -35,6 +38,34 @@ def write_summary(out_dir, outcomes):
                         + [o.final.get(t, "") for t in terms]
                         + [f"{o.seconds:.2f}", o.where, o.attempts, o.resumed_from, o.output])
     _write_summary_file(out_dir / SUMMARY_CSV, buffer.getvalue())
+
+
+class SummaryWriter:
+    """write_summary after each job that ends, as long as a write is quick (under QUICK seconds: the summary
+    is then always current); a slow one (a summary of 257 000 jobs takes about a second) waits until SHARE⁻¹
+    times its own duration has passed, so that writing it never takes more than SHARE of the batch's time.
+    `flush` writes what is still unwritten (the end of the batch, or its interruption)."""
+
+    QUICK, SHARE = 0.05, 0.1
+
+    def __init__(self, out_dir):
+        self.out_dir, self.took, self.ended, self.unwritten = out_dir, 0.0, 0.0, False
+
+    def write(self, outcomes):
+        start = time.monotonic()
+        write_summary(self.out_dir, outcomes)
+        self.ended = time.monotonic()
+        self.took, self.unwritten = self.ended - start, False
+
+    def after_job(self, outcomes):
+        if self.took >= self.QUICK and time.monotonic() - self.ended < self.took / self.SHARE:
+            self.unwritten = True
+        else:
+            self.write(outcomes)
+
+    def flush(self, outcomes):
+        if self.unwritten:
+            self.write(outcomes)
 
 
 def _write_summary_file(path, text):
