@@ -4,7 +4,7 @@
     python bench/memory.py --parts tiled    # only some of: optimisers, engine, tiled (results merged into
                                             # bench/results/memory.json)
 
-1. Optimisers: the real LBFGS and NormalisedDescent classes (legacy_nst.engine.optimisers) driven for 40
+1. Optimisers: the real LBFGS and ScaledStepDescent classes (legacy_nst.engine.optimisers) driven for 40
    evaluations by a stand-in session whose "network" is an ill-conditioned quadratic (so L-BFGS fills all
    m = 10 correction pairs) on a 1024 × 1024 image: (peak − peak before) / (8 · 3 · H · W) = float64 vectors.
    (Adam keeps its image, m and v in the graph: counted in legacy_nst.runner.memory, not measured.)

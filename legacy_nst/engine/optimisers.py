@@ -192,8 +192,9 @@ class LBFGS(_FedImage):
             on_iteration(restart, self.evaluator.runs, x.astype(np.float32))
 
 
-class NormalisedDescent(_FedImage):
-    """x ← x − step · g / (norm(g) + eps), then optionally clip to 0..255.
+class ScaledStepDescent(_FedImage):
+    """x ← x − step · g / (norm(g) + eps), then optionally clip to 0..255: the step scaled by the gradient's
+    spread (Hvass's step_size_scaled; named apart from the unit-mean VGG `normalise` and `normalize_gradients`).
 
     With `adaptive_weights_lag` (seed 002) the gradient of step i is taken with the adaptive factors of step
     i − 1, fed to the objective, and step 0 with the adj variables' initial 1e-10: in the post's graph the
@@ -278,4 +279,4 @@ class Adam:
 
 from .torch_lbfgs import TorchLBFGS  # noqa: E402 (its own module, built on _FedImage above)
 
-OPTIMIZER_CLASSES = {cls.name: cls for cls in (LBFGS, Adam, NormalisedDescent, TorchLBFGS)}
+OPTIMIZER_CLASSES = {cls.name: cls for cls in (LBFGS, Adam, ScaledStepDescent, TorchLBFGS)}

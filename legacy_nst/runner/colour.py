@@ -17,7 +17,6 @@ from skimage import color
 
 from ..images import resize
 
-MODES = ("none", "post", "histogram", "luminance")
 # The smallest eigenvalue a covariance is given before its inverse square root, in (0..255 units)²: 1e-5 on
 # the 0..1 scale, the regulariser of the note's authors' own code (NeuralImageSynthesis, ColourControl),
 # used here as a floor instead of an addition so that a colourful style (least colour variance of natural

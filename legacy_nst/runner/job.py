@@ -6,6 +6,7 @@ changing how often to print or save changes neither the recipe nor a checkpoint'
 """
 import dataclasses
 import functools
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,10 +61,8 @@ def auto_levels(size, iterations):
     so the whole schedule costs about 0.59 of one level at full size (a level at half the side costs a
     quarter per evaluation); each level starts from the previous result upsampled.
 
-    Opt-in, no recipe's default: on the preview objective it reaches every loss later than one scale does
-    (bench/time_to_quality.py, bench/README.md). The upsampled coarse result lacks the fine strokes the
-    block1-2 Grams measure at full size; its full-size loss is about half the photo's, which one scale's
-    L-BFGS reaches in 3 evaluations."""
+    Opt-in, no recipe's default: on the preview objective it reaches every loss later than one scale does,
+    its upsampled result lacking the fine strokes (the measurements: bench/README.md, time_to_quality.py)."""
     if size is None:
         raise UserError("--scales auto needs a size (this recipe keeps each image's own size): give --size")
     sizes = [s for s in (size // 4, size // 2) if s >= AUTO_SMALLEST] + [size]
@@ -120,6 +119,25 @@ def _resolved(recipe, overrides, corrected):
     return _resolve(recipe, dict(overrides), corrected)
 
 
+PRESERVE_COLORS = ("none", "post", "histogram", "luminance")  # Job.preserve_colors: colour.py does each
+
+
+def valid_blend_weights(weights):
+    """Style blend weights a run can take (runs, jobs files and `compare` accept the same ones)."""
+    return all(math.isfinite(w) and w >= 0 for w in weights) and sum(weights) > 0
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What a Job's values come to once checked (Job.check): everything a run needs that reads no file."""
+
+    recipe: object  # the recipe with the overrides applied
+    output: Output  # with every None settled to the recipe source's habit
+    levels: tuple  # Level per size of the schedule, budgets filled in
+    blend: list  # one blend weight per style ([1.0] for the demo pair)
+    style_scales: list  # one size multiple per style ([1.0] for the demo pair)
+
+
 @dataclass(frozen=True)
 class Job:
     content: object = None  # a path or an RGB array; None with no styles: the demo pair
@@ -155,6 +173,27 @@ class Job:
                                          or self.threads < 1):
             raise UserError(f"threads {self.threads!r}: must be a whole number of at least 1 (or None)")
 
+    def check(self):
+        """Every value checkable without reading a file, in the order a run names its problems (UserError on
+        the first): the CLI, jobs files, figures and `run` all check a Job here."""
+        recipe = self.resolved_recipe()
+        output = self.output.settled(recipe.name)
+        _check_output(output)
+        if self.seed < 0:
+            raise UserError(f"--seed {self.seed}: must be 0 or a positive whole number")
+        blend = [s.weight for s in self.styles] or [1.0]
+        if not valid_blend_weights(blend):
+            raise UserError("--style-blend-weights must be finite and non-negative with a positive sum")
+        if self.preserve_colors not in PRESERVE_COLORS:
+            raise UserError(f"--preserve-colors {self.preserve_colors!r} is not one of: {', '.join(PRESERVE_COLORS)}")
+        scales = [s.scale for s in self.styles] or [1.0]
+        if any(not math.isfinite(x) or x <= 0 for x in scales):
+            raise UserError(f"--style-scale must be positive numbers, got {scales}")
+        if any(s.mask is not None for s in self.styles) and recipe.gram_norm == "raw":
+            raise UserError(f"--style-masks need a normalised Gram (recipe {recipe.name} uses raw FᵀF, which "
+                            "compares a region's sum with a whole image's): add --set gram_norm=elements")
+        return Checked(recipe, output, self.levels(recipe), blend, scales)
+
     def resolved_recipe(self):
         """The recipe with the overrides applied and checked (UserError naming the field otherwise)."""
         try:
@@ -175,3 +214,11 @@ class Job:
             if level.size < 1 or (level.iterations is not None and level.iterations < 1):
                 raise UserError(f"schedule level {level}: size and iterations must be at least 1")
         return tuple(Level(l.size, l.iterations or recipe.iterations) for l in self.schedule)
+
+
+def _check_output(output):
+    for name in ("print_every", "save_every"):
+        if getattr(output, name) < 0:
+            raise UserError(f"{name} must be 0 (never) or positive, got {getattr(output, name)}")
+    if output.grid and (len(output.grid) != 2 or min(output.grid) < 1 or output.grid[0] * output.grid[1] > 100):
+        raise UserError(f"grid must be ROWS,COLS with both at least 1 and at most 100 images, got {output.grid}")

@@ -29,7 +29,7 @@ BASE = 774_409_015
 WEIGHT_COPIES = 2.06
 ACTIVATION_COPIES = 2.05
 # float64 image-sized vectors an optimiser holds at its peak, measured by bench/memory.py on the real LBFGS
-# and NormalisedDescent classes (40 evaluations on an ill-conditioned quadratic, so that L-BFGS fills all
+# and ScaledStepDescent classes (40 evaluations on an ill-conditioned quadratic, so that L-BFGS fills all
 # m = 10 correction pairs, 1024 × 1024 px): scipy's 2·m history and 5 work vectors, x, g, bounds, the
 # Evaluator's copies. Adam's state lives in the graph and is counted: image, m and v float32 variables and
 # the image fetched at each step (2 float64 vectors' worth).

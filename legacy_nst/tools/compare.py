@@ -36,6 +36,7 @@ from ..atomic import write_text
 from ..errors import UserError
 from ..pictures.plots import comparison_figure
 from ..runner import memory
+from ..runner.job import valid_blend_weights
 from ..vgg.architecture import canonical_layer, conv_layers, min_input_side
 
 DEFAULT_SIZE = 512
@@ -169,7 +170,7 @@ def score(result, content, styles, reference=None, *, params, network="vgg19", p
         raise UserError(f"the weights have no {missing[0]}; choose layers down to "
                         f"{[n for n in conv_layers(network) if n in params][-1]} or use the full weight file")
     weights = np.asarray(style_weights or [1.0] * len(styles), np.float64)
-    if len(weights) != len(styles) or not np.isfinite(weights).all() or (weights < 0).any() or weights.sum() <= 0:
+    if len(weights) != len(styles) or not valid_blend_weights(weights):
         raise UserError(f"--style-blend-weights: give {len(styles)} finite non-negative weights, not all 0 "
                         f"(got {' '.join(f'{w:g}' for w in weights)})")
     weights = weights / weights.sum()

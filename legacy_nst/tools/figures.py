@@ -336,7 +336,7 @@ def check_inputs(figure, reference=None):
         for path in (job.content,) + tuple(s.image for s in job.styles):
             if path not in loaded:
                 loaded[path] = images.load_image(path).shape
-        sizing.check_sizes(job.resolved_recipe(), loaded[job.content], [loaded[s.image] for s in job.styles])
+        sizing.check_sizes(job.check().recipe, loaded[job.content], [loaded[s.image] for s in job.styles])
     if reference is not None:
         images.load_image(str(reference))
     if figure.cells and figure.cells[0].job.normalise_on:

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from .. import engine, recipes
 from ..errors import UserError
-from ..runner.job import Job, Output, Style, parse_schedule
+from ..runner.job import Job, Output, Style, parse_schedule, valid_blend_weights
 
 PATH_KEYS = ("content", "init_image", "weights")
 JOB_KEYS = ("name", "content", "style", "styles", "style_blend_weights", "init_image", "recipe", "weights", "seed",
@@ -108,8 +108,8 @@ def _convert(key, value, base):
         return "job", "styles", tuple(_path(v, key, base) for v in items)
     if key == "style_blend_weights":
         items = value if isinstance(value, list) else [value]
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
-                   for v in items) or sum(items) <= 0:
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items)
+        if not numbers or not valid_blend_weights(items):
             raise UserError(f"{key}: expected non-negative numbers with a positive sum, got {json.dumps(value)}")
         return "job", key, tuple(float(v) for v in items)
     if key == "recipe":
@@ -313,8 +313,9 @@ def load_jobs(path):
 
 
 def _job(values, name, label, problem, checked):
-    """The Job of converted settings, or None after reporting a problem. `checked` holds the schedules
-    already checked ((recipe, overrides, schedule) -> the problem or None): each is checked once."""
+    """The Job of converted settings, or None after reporting a problem. `checked` holds the settings
+    already checked ((recipe, overrides, schedule, save_every, blend) -> the problem or None): each is checked
+    once. The seed is not among them: its conversion refused a negative one, all Job.check asks of it."""
     fields = {field: value for kind, field, value in values.values() if kind == "job"}
     overrides = {field: value for kind, field, value in values.values() if kind == "recipe"}
     if "style" in values and "styles" in values:
@@ -332,10 +333,10 @@ def _job(values, name, label, problem, checked):
     save_every = fields.pop("save_every", None)
     job = Job(styles=tuple(Style(s, w) for s, w in zip(styles, blend or [1.0] * len(styles))),
               overrides=overrides, name=name, output=Output(save_every=save_every), **fields)
-    settings = repr((job.recipe, sorted(job.overrides.items()), job.schedule))
+    settings = repr((job.recipe, sorted(job.overrides.items()), job.schedule, save_every, blend))
     if settings not in checked:
         try:
-            job.levels(job.resolved_recipe())
+            job.check()
             checked[settings] = None
         except UserError as exc:
             checked[settings] = exc

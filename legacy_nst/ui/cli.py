@@ -264,8 +264,7 @@ def run(args):
     from .console import Console
     from ..runner.loop import run as run_job
 
-    recipe = job.resolved_recipe()
-    console = Console(job.output.settled(recipe.name).print_every, quiet=args.quiet)
+    console = Console(job.check().output.print_every, quiet=args.quiet)  # a bad value is named before any work
     with sigterm_raises():
         try:
             result = run_job(job, console)
