@@ -18,7 +18,8 @@
    and settings written, in fresh processes, over a grid of recipes (preview on the genuine partial VGG19,
    tf-eager-blog on the whole network), optimisers (L-BFGS with its history filled, Adam, descent), sizes
    and tiles; prints legacy_nst.runner.memory's estimate (the bound runs are accepted or refused on) beside the
-   measured peak. Every row must read measured <= estimate.
+   measured peak, and the address space it mapped beside the bound `ulimit -v` is judged by (memory.py's
+   ADDRESS_* constants). Every row must read at most 1 in both.
 tests/test_memory.py checks the sum against whole runs (Transfer.steps, the real L-BFGS) at other sizes.
 """
 import argparse
@@ -202,18 +203,25 @@ def verify(report):
 
     flags = open("/proc/cpuinfo").read()
     kind = "AVX-512" if " avx512f" in flags else "AVX2"
+    from legacy_nst import engine
+    from legacy_nst.runner import memory
+
     rows = []
+    per_byte = memory.ADDRESS_SHARED + memory.ADDRESS_PER_THREAD * engine.default_threads()
     print(f"{'recipe':<14} {'optimizer':<8} {'px':>9} {'tile':>5} {'estimate GiB':>12} {'measured GiB':>12} "
-          f"{'measured/estimate':>17}", flush=True)
+          f"{'measured/estimate':>17} {'mapped/address bound':>20}", flush=True)
     for recipe_name, weights_path, optimizer, size, tile, evaluations in VERIFY_GRID:
         result = child([__file__, "--verify-child", recipe_name, str(weights_path), optimizer, str(size), str(tile),
                         str(evaluations)])
         ratio = result["peak_rss"] / result["estimate"]
+        mapped = (result["peak_mapped"] - result["mapped_when_judged"]) / (
+            per_byte * result["estimate"] + memory.ADDRESS_OFFSET)
         h, w = result["shape"]
         rows.append({"recipe": recipe_name, "optimizer": optimizer, "size": size, "tile": tile, **result,
-                     "ratio": ratio})
+                     "ratio": ratio, "mapped_ratio": mapped})
         print(f"{recipe_name:<14} {optimizer:<8} {f'{w}x{h}':>9} {tile or '-':>5} {result['estimate'] / GIB:12.3f} "
-              f"{result['peak_rss'] / GIB:12.3f} {ratio:17.3f}{'' if ratio <= 1 else '  OVER'}", flush=True)
+              f"{result['peak_rss'] / GIB:12.3f} {ratio:17.3f}{'' if ratio <= 1 else '  OVER'} {mapped:20.3f}"
+              f"{'' if mapped <= 1 else '  OVER'}", flush=True)
     worst = max(rows, key=lambda r: r["ratio"])
     print(f"CPU: {platform.processor() or platform.machine()} ({kind}); worst measured/estimate {worst['ratio']:.3f} "
           f"({worst['recipe']} {worst['optimizer']} {worst['size']} px)")

@@ -6,6 +6,7 @@ no TensorFlow; the first graph, probe or thread setting loads it once (runtime.p
 layers above check before any run, the devices and what cannot be tiled, are defined here, outside the graphs.
 """
 import importlib
+import os
 
 DEVICES = ("auto", "cpu", "gpu")
 
@@ -16,7 +17,16 @@ _HOMES = {
     "FeatureProbe": "network",
     "fix_threads": "runtime", "threads_in_effect": "runtime", "tf": "runtime",
 }
-__all__ = ["DEVICES", "untileable", *_HOMES]
+__all__ = ["DEVICES", "default_threads", "untileable", *_HOMES]
+
+
+def default_threads():
+    """The intra-op threads TensorFlow runs its kernels on unless a run fixes them: $TF_NUM_INTRAOP_THREADS,
+    else one per core this process may use."""
+    configured = os.environ.get("TF_NUM_INTRAOP_THREADS", "")
+    if configured.isdigit() and int(configured) > 0:
+        return int(configured)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def untileable(recipe, masks=None):

@@ -6,6 +6,7 @@ import contextlib
 import os
 
 from ..errors import ThreadsFixed
+from . import default_threads
 
 
 @contextlib.contextmanager
@@ -34,13 +35,7 @@ with quiet_stderr():
 
 def threads_in_effect():
     """The intra-op threads this process's TensorFlow runs (or will run) its kernels on."""
-    configured = tf.config.threading.get_intra_op_parallelism_threads()
-    if configured:
-        return configured
-    from_environment = os.environ.get("TF_NUM_INTRAOP_THREADS", "")
-    if from_environment.isdigit() and int(from_environment) > 0:
-        return int(from_environment)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return tf.config.threading.get_intra_op_parallelism_threads() or default_threads()
 
 
 def fix_threads(threads):

@@ -12,8 +12,10 @@ every convolution up to it (the backward pass keeps them, ReLU outputs and gradi
 (image, gradient, total variation) come on top.
 """
 import resource
+import sys
 from pathlib import Path
 
+from .. import engine
 from ..errors import UserError
 from ..vgg.architecture import conv_layers, conv_shapes, deepest_layer, halo, pools_before
 
@@ -47,8 +49,21 @@ TILED_IMAGE_ARRAYS = 7.21
 RUN_OVERHEAD = 96 * 2**20
 # The bound's headroom over the model, for what differs between CPU kinds and between runs: the fit is within
 # ±6 % of its calibration runs on an AVX-512 Xeon, two runs of one size there differed by up to 8 %, and on an
-# AVX2 EPYC whole runs measured 0.82-0.91 of the bound (9 runs: L-BFGS, Adam, descent, tiles, 256-2048 px) (bench/memory.py --parts verify; bench/README.md).
+# AVX2 EPYC whole runs measured 0.82-0.91 of the bound (9 runs: L-BFGS, Adam, descent, tiles, 256-2048 px;
+# bench/memory.py --parts verify, bench/README.md).
 MARGIN = 1.10
+# Address space is not resident memory: `ulimit -v` (RLIMIT_AS) limits what a process maps, and TensorFlow maps
+# far more than it touches, more with each CPU thread. Measured on the 2-core AVX2 EPYC (bench/memory.py --parts
+# verify: VmPeak − VmSize when the run loop judges): at 2 threads, 7 runs (preview and tf-eager-blog, L-BFGS,
+# Adam and descent, 192×256 to 1536×2048 px) mapped at most 1.75 bytes per byte of their estimate − 0.8 GiB
+# (measured 0.79-0.93 of that; the share grows with the image: 0.84 of the estimate at 256 px, 1.53 at 2048);
+# at 1 thread the 1024 px L-BFGS run mapped 0.66 of its 2-thread mapping. Per byte of estimate, a run maps
+# ADDRESS_SHARED + ADDRESS_PER_THREAD · threads (1.75 at 2 threads, 1.15 at 1), plus ADDRESS_OFFSET: more
+# threads than 2 are extrapolated on that line (not measured: this machine has 2 cores). Importing TensorFlow
+# maps TF_IMPORT_MAPPED (VmSize 16 MiB -> 1.79 GiB).
+ADDRESS_SHARED, ADDRESS_PER_THREAD = 0.55, 0.60
+ADDRESS_OFFSET = -0.8 * GIB
+TF_IMPORT_MAPPED = 1.8 * GIB
 
 def _status_bytes(field):
     """A size field of /proc/self/status in bytes (None where the kernel does not give it)."""
@@ -179,12 +194,15 @@ def _cgroup_headroom():
 
 
 def _address_space_headroom():
-    """What `ulimit -v` (RLIMIT_AS) still allows this process to map."""
+    """The largest estimate `ulimit -v` (RLIMIT_AS) leaves room for: the address space still free (less
+    TensorFlow's import while it is to come), through the measured mapping per estimated byte."""
     soft, _ = resource.getrlimit(resource.RLIMIT_AS)
     if soft == resource.RLIM_INFINITY:
         return None
-    mapped = mapped_bytes()
-    return soft if mapped is None else soft - mapped
+    imported = "tensorflow" in sys.modules
+    free = soft - (mapped_bytes() or 0) - (0 if imported else TF_IMPORT_MAPPED)
+    threads = engine.threads_in_effect() if imported else engine.default_threads()
+    return int((free - ADDRESS_OFFSET) / (ADDRESS_SHARED + ADDRESS_PER_THREAD * threads))
 
 
 def available_bytes():
