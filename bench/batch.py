@@ -15,7 +15,7 @@ in a fresh child process so that each pays its own start-up:
   ray         run_jobs on a one-machine Ray cluster on 127.0.0.1 (num_cpus = cores, 1 CPU per task); the
               cluster's start is timed apart (a batch normally finds its cluster running)
   cluster     run_jobs on a two-node cluster on loopback (head 127.0.0.2, worker 127.0.0.3, one CPU each,
-              the worker in its own mount namespace that cannot see the driver's files; tests/test_cluster.py
+              the worker in its own mount namespace that cannot see the driver's files; tests/tools/test_cluster.py
               starts it): every input, checkpoint and output through Ray's object store
 
 Per job, from the Outcome timings (legacy_nst.tools.batch.attempts.attempt): start-up = the TensorFlow import (and, for

@@ -20,7 +20,7 @@
    and tiles; prints legacy_nst.runner.memory's estimate (the bound runs are accepted or refused on) beside the
    measured peak, and the address space it mapped beside the bound `ulimit -v` is judged by (memory.py's
    ADDRESS_* constants). Every row must read at most 1 in both.
-tests/test_memory.py checks the sum against whole runs (Transfer.steps, the real L-BFGS) at other sizes.
+tests/runner/test_memory.py checks the sum against whole runs (Transfer.steps, the real L-BFGS) at other sizes.
 """
 import argparse
 import json

@@ -1,6 +1,6 @@
-"""The algorithm: size the images, compute the targets once, build one graph, let the optimiser run.
+"""One level of a run (one size of its schedule): compute the targets once, build one graph, let the optimiser run.
 
-`Transfer(...)` holds one run's graph and session (a context manager); `run(on_evaluation, on_iteration)`
+`Transfer(...)` holds one level's graph and session (a context manager); `run(on_evaluation, on_iteration)`
 reports every evaluation and every finished iteration to the caller, who decides what to print, save and
 keep (as in anishathalye/neural-style). Nothing here writes files or knows about a terminal.
 """
@@ -8,7 +8,7 @@ import numpy as np
 
 from . import DEVICES, untileable
 from .network import VGG, default_conv
-from .optimisers import OPTIMIZER_CLASSES, GraphEvaluation
+from .optimisers import OPTIMIZER_CLASSES, WholeImageObjective
 from .runtime import tf
 from .start import initial_image
 from .terms import Objective, StyleTarget, gram, layer_masks
@@ -104,7 +104,7 @@ class Transfer(_Level):
             self.objective.initialise(self.session)
             self.optimiser.attach(self.session, self.objective)
             # the optimiser's own evaluation where it has one, so that its fetches are prepared only once
-            self._evaluation = getattr(self.optimiser, "evaluation", None) or GraphEvaluation(
+            self._evaluation = getattr(self.optimiser, "evaluation", None) or WholeImageObjective(
                 self.session, self.objective, self.optimiser.image)
         self.graph.finalize()
 
@@ -114,7 +114,7 @@ class Transfer(_Level):
 
 class TiledTransfer(_Level):
     """Transfer for an image too large for one graph: the same optimiser fed by tiling.TiledObjective, whose
-    loss and gradient equal the untiled ones (tests/test_tiling.py); targets are computed in tiles too."""
+    loss and gradient equal the untiled ones (tests/engine/test_tiling.py); targets are computed in tiles too."""
 
     def __init__(self, recipe, content, styles, params, blend=None, seed=0, device="auto", init_image=None,
                  tile=512, threads=None):

@@ -126,7 +126,7 @@ class VGG:
     `conv` is one of CONVS (default: default_conv's choice for this machine): "transposed" (_conv3x3, oneDNN's
     workaround for AVX-512) and "forward" (_conv3x3_forward, for other CPUs) keep a second, flipped copy of
     each kernel; "plain" is tf.nn.conv2d and its own gradient, for GPUs. All compute the same sums
-    (tests/test_network.py)."""
+    (tests/vgg/test_network.py)."""
 
     def __init__(self, network, params, deepest, pooling="max", conv=None):
         conv = conv or default_conv("auto")

@@ -40,7 +40,7 @@ def _fetches(objective):
     return objective.total, objective.terms, objective.adjust, objective.gradient
 
 
-class GraphEvaluation:
+class WholeImageObjective:
     """An Objective's graph evaluated on a fed image, one session.run each: what the fed-image optimisers
     call. tiling.TiledObjective answers the same two calls for images too large for one graph."""
 
@@ -103,7 +103,7 @@ class Evaluator:
 
 class _FedImage:
     """An optimiser whose image lives in numpy (float64, as the seeds kept it) and is fed to every evaluation:
-    of a graph (attach) or of anything with GraphEvaluation's two calls (bind; the tiled objective)."""
+    of a graph (attach) or of anything with WholeImageObjective's two calls (bind; the tiled objective)."""
 
     def __init__(self, recipe, x0):
         self.recipe = recipe
@@ -116,7 +116,7 @@ class _FedImage:
         return tf.compat.v1.placeholder(tf.float32, (1,) + self.shape, name="image")
 
     def attach(self, session, objective):
-        self.bind(GraphEvaluation(session, objective, self.image))
+        self.bind(WholeImageObjective(session, objective, self.image))
 
     def bind(self, evaluation):
         self.evaluation = evaluation

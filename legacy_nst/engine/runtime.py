@@ -5,8 +5,8 @@ imports this module; the run loop does, when a run starts."""
 import contextlib
 import os
 
-from ..errors import ThreadsFixed
 from . import default_threads
+from ..errors import ThreadsFixed
 
 
 @contextlib.contextmanager

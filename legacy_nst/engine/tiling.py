@@ -220,7 +220,7 @@ class TiledObjective:
 
     def evaluate(self, image, adjust=None):
         """(total, terms, adjust, gradient (H, W, 3) float32) of an (H, W, 3) RGB image, as the untiled
-        objective's GraphEvaluation returns them (terms and adjust in the order of `names`); `adjust` as
+        WholeImageObjective returns them (terms and adjust in the order of `names`); `adjust` as
         terms.weigh's: given, it is held fixed (L-BFGS within a restart)."""
         image = np.asarray(image, np.float32)
         total, terms, adjust, gradients = self.session.run(

@@ -16,7 +16,7 @@ processes) or as tasks on a Ray cluster, and keeps a summary of every job.
 - Threads: every job runs with `cpus_per_job` threads (Job.threads; default 1) in every mode, inline, in a
   worker process or as a Ray task, because oneDNN's float32 sums depend on the thread count (on an AVX2
   EPYC 2 threads and 1 gave final losses 3.793e6 and 3.776e6). So a job gives the same bytes in any mode on
-  the same kind of machine (tests/test_batch.py compares them); on another CPU kind, the same image to
+  the same kind of machine (tests/tools/test_batch.py compares them); on another CPU kind, the same image to
   float32 tolerance.
 - Ray: each job is one task asking for `cpus_per_job` CPUs (or one GPU, for device "gpu", or "auto" on a
   cluster with GPUs; a worker that ran a GPU task is not reused). Nothing travels as a path: the driver

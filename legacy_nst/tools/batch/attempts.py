@@ -16,7 +16,6 @@ from ...runner import interrupts, loop
 from ...runner.events import LevelFinished, LevelStarted, Saved
 from ...runner.outputs import OutputPaths
 
-
 _TF_IMPORT_SECONDS = None
 
 

@@ -18,7 +18,7 @@ from scipy import linalg
 from legacy_nst import images
 from legacy_nst.runner import colour
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "images"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "images"
 SHAPE = (48, 64)
 
 

@@ -118,12 +118,17 @@ def scipy_calls(monkeypatch):
 # ------------------------------------------------------------------------------------------ L-BFGS
 
 
+def counted_evaluator(transfer):
+    """(a session counting its runs, the Evaluator of the transfer's objective on it)."""
+    counting = CountingSession(transfer.session)
+    objective = optimisers.WholeImageObjective(counting, transfer.objective, transfer.optimiser.image)
+    return counting, optimisers.Evaluator(objective, SHAPE)
+
+
 def test_evaluator_runs_once_per_scipy_evaluation():
     r = recipe("keras-lbfgs")
     with make_transfer(r) as transfer:
-        counting = CountingSession(transfer.session)
-        evaluator = optimisers.Evaluator(optimisers.GraphEvaluation(counting, transfer.objective,
-                                                                   transfer.optimiser.image), SHAPE)
+        counting, evaluator = counted_evaluator(transfer)
         measured, asked = [], []
         evaluator.on_evaluation = measured.append
 
@@ -152,9 +157,7 @@ def test_evaluator_runs_once_per_scipy_evaluation():
 def test_evaluator_grads_at_a_new_point_evaluates():
     r = recipe("keras-lbfgs")
     with make_transfer(r) as transfer:
-        counting = CountingSession(transfer.session)
-        evaluator = optimisers.Evaluator(optimisers.GraphEvaluation(counting, transfer.objective,
-                                                                   transfer.optimiser.image), SHAPE)
+        counting, evaluator = counted_evaluator(transfer)
         x = transfer.content.astype(np.float64).ravel()
         evaluator.loss(x)
         y = x + 1.0

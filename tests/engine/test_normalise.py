@@ -19,7 +19,7 @@ from legacy_nst.errors import UserError
 from legacy_nst.runner import normalisation as normalise
 from legacy_nst.vgg import architecture, weights
 
-SHARED_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "images"
+SHARED_IMAGES = Path(__file__).resolve().parents[3] / "shared" / "images"
 LAYERS = architecture.conv_layers("vgg19")[:8]  # block1_conv1 .. block3_conv4: all the partial file holds
 SIDE = 128
 

@@ -24,7 +24,7 @@ from legacy_nst.recipes import CONV1_LAYERS
 from legacy_nst.runner.sizing import size_images
 from legacy_nst.vgg import weights
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FULL = Path(os.environ.get("LEGACY_NST_FULL_WEIGHTS", ROOT.parent / "shared" / "weights" / "vgg19_full_q8.npz"))
 IMAGES = ROOT.parent / "shared" / "images"
 

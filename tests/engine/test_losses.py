@@ -22,7 +22,7 @@ from legacy_nst import recipes
 from legacy_nst.engine import network
 from legacy_nst.engine import terms as losses
 from legacy_nst.engine.level import Transfer
-from legacy_nst.engine.optimisers import GraphEvaluation
+from legacy_nst.engine.optimisers import WholeImageObjective
 from legacy_nst.engine.runtime import tf
 from legacy_nst.vgg import architecture
 
@@ -257,7 +257,7 @@ class Built:
                 self.vgg, self.image, recipe, {l: self.content_features[l] for l in recipe.content_layers},
                 [losses.StyleTarget(1.0, {l: g.astype(np.float32) for l, g in self.style_grams.items()})])
             self.objective.initialise(self.session)
-            self.evaluation = GraphEvaluation(self.session, self.objective, self.image)
+            self.evaluation = WholeImageObjective(self.session, self.objective, self.image)
 
     def features(self, image):
         return self.session.run(self.probe_features, {self.probe: image[None]})

@@ -27,7 +27,7 @@ from legacy_nst import images
 from legacy_nst.runner import outputs
 from legacy_nst.vgg.architecture import conv_layers
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NO_WEIGHTS = "/nonexistent/legacy-nst-test/no-weights.h5"
 QUICK = 5.0  # seconds: generous for a shared 2-core machine; a refusal is really milliseconds
 

@@ -17,7 +17,7 @@ from legacy_nst import Job, LevelStarted, recipes, run
 from legacy_nst.engine import terms as losses
 from legacy_nst.engine import tiling
 from legacy_nst.engine.network import VGG
-from legacy_nst.engine.optimisers import GraphEvaluation
+from legacy_nst.engine.optimisers import WholeImageObjective
 from legacy_nst.errors import UserError
 from legacy_nst.runner import memory
 from legacy_nst.runner.loop import prepare
@@ -66,7 +66,7 @@ def untiled(recipe, params, content, style, image, adjust=None, conv=None):
             style_targets = session.run(grams, {probe: style[None]})
             objective = losses.Objective(vgg, x, recipe, content_targets, [losses.StyleTarget(1.0, style_targets)])
             objective.initialise(session)
-            total, terms, _, gradient = GraphEvaluation(session, objective, x).evaluate(image, adjust)
+            total, terms, _, gradient = WholeImageObjective(session, objective, x).evaluate(image, adjust)
     return total, terms, gradient, content_targets, style_targets
 
 

@@ -26,7 +26,7 @@ from legacy_nst import images, recipes
 from legacy_nst.ui import cli
 from legacy_nst.vgg import weights
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHARED_IMAGES = ROOT.parent / "shared" / "images"
 
 HELP_FLAGS = ("--content --style --output --recipe --weights --network --size --iterations --content-layers "

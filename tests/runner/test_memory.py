@@ -17,7 +17,7 @@ from legacy_nst import recipes
 from legacy_nst.errors import UserError
 from legacy_nst.runner import memory
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GIB = 1024**3
 PREVIEW = recipes.get("preview").check()
 

@@ -18,7 +18,7 @@ from legacy_nst.errors import UserError
 from legacy_nst.tools import compare
 from legacy_nst.vgg import architecture, weights
 
-SHARED_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "images"
+SHARED_IMAGES = Path(__file__).resolve().parents[3] / "shared" / "images"
 SIDE = 64
 
 

@@ -530,7 +530,7 @@ def test_sigterm_during_download_leaves_no_temp_file(server, tmp_path):
     dies of the signal as it would have."""
     url = server.serve("/slow.h5", os.urandom(200), "trickle")
     dest = tmp_path / "w" / "f.h5"
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     code = "import sys; from legacy_nst.vgg import download; download.download(sys.argv[1], sys.argv[2], '0' * 32)"
     child = subprocess.Popen([sys.executable, "-c", code, url, str(dest)], env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
