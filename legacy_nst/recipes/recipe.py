@@ -227,6 +227,19 @@ def suggest(name, choices):
 QUIRK_FIELDS = ("best_image_after_update", "grid_after_update", "grid_float_interval", "adaptive_weights_lag",
                 "style_norm_size", "save_cast", "deprocess_channel_slip", "pixel_scale", "tv_in_loss",
                 "lbfgs_call_overshoot")
+# The recipe in sections, as --show-recipe prints it; every field is in exactly one (tests/recipes).
+SECTIONS = {
+    "notes": NOTE_FIELDS,
+    "network and images": ("network", "pooling", "size", "size_mode", "style_sizing", "resample"),
+    "layers": ("content_layers", "content_layer_weights", "style_layers", "style_layer_weights"),
+    "terms": ("content_form", "gram_norm", "style_form", "style_norm", "tv_form", "content_weight", "style_weight",
+              "tv_weight", "style_weight_twice", "adaptive_weights", "normalize_gradients", "mask_mode"),
+    "optimiser": ("optimizer", "iterations", "lbfgs_maxfun", "lbfgs_bounds", "lbfgs_stop_early", "lbfgs_memory",
+                  "learning_rate", "beta1", "beta2", "epsilon", "descent_norm", "descent_eps", "clip"),
+    "start and result": ("init", "noise", "init_noise_blend", "result_image", "high_res_size", "high_res_iterations",
+                         "coarse_to_fine"),
+    "quirks": QUIRK_FIELDS,  # each default is the corrected behaviour; corrected() sets them all so
+}
 
 
 def corrected(recipe):

@@ -6,7 +6,6 @@ line on stderr, no traceback (unless --debug). TensorFlow is imported only when 
 """
 import argparse
 import contextlib
-import dataclasses
 import signal
 import sys
 import traceback
@@ -237,12 +236,14 @@ def print_recipes():
 
 
 def show_recipe(name):
-    """Every field; a source quirk also shows what --corrected makes of it."""
+    """Every field, section by section; a source quirk also shows what --corrected makes of it."""
     recipe = recipes.get(name)
     clean = recipes.corrected(recipe)
-    for field in dataclasses.fields(recipe):
-        value, fixed = getattr(recipe, field.name), getattr(clean, field.name)
-        print(f"{field.name:24} {value}" + (f"   (--corrected: {fixed})" if value != fixed else ""))
+    for section, names in recipes.SECTIONS.items():
+        print(f"[{section}]")
+        for field in names:
+            value, fixed = getattr(recipe, field), getattr(clean, field)
+            print(f"  {field:22} {value}" + (f"   (--corrected: {fixed})" if value != fixed else ""))
 
 
 @contextlib.contextmanager

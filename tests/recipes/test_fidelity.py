@@ -153,9 +153,9 @@ def test_corrected_switches_every_quirk_and_show_recipe_shows_both(capsys):
         assert all(getattr(clean, f) == getattr(recipes.Recipe, f) for f in recipes.QUIRK_FIELDS)
     code, out, _ = run_main(["--show-recipe", "keras-gd-noise"], capsys)
     assert code == 0
-    line = next(l for l in out.splitlines() if l.startswith("deprocess_channel_slip"))
+    line = next(l for l in out.splitlines() if l.lstrip().startswith("deprocess_channel_slip"))
     assert "True" in line and "--corrected: False" in line
-    assert "--corrected" not in next(l for l in out.splitlines() if l.startswith("content_weight"))
+    assert "--corrected" not in next(l for l in out.splitlines() if l.lstrip().startswith("content_weight"))
 
 
 def test_the_corrected_flag_reaches_the_job(tmp_path):

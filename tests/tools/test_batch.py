@@ -508,7 +508,7 @@ def test_a_large_jobs_file_converts_each_distinct_setting_once(tmp_path, monkeyp
     monkeypatch.setattr(recipes, "override", lambda *a, **k: overrides.append(k) or override(*a, **k))
     jobs = jobsfile.load_jobs(tmp_path / "jobs.jsonl")
     assert [j.seed for j in jobs] == list(range(3000)) and jobs[-1].name == "j2999"
-    assert len(overrides) == 1
+    assert len(overrides) <= 1  # 0 when an earlier test resolved the same recipe: Job's cache is process-wide
     assert len(converts) == 7 + 2 * 2999  # the seven keys once; then only the name and the seed
 
 

@@ -301,14 +301,18 @@ def test_show_recipe_prints_every_field(capsys):
     assert code == 0 and not err.strip(), err
     recipe = recipes.RECIPES["keras-lbfgs"]
     shown = {}
-    for line in out.splitlines():
-        if line.strip():
+    for line in (line.strip() for line in out.splitlines()):
+        if line and not line.startswith("["):
             name = line.split()[0]
             shown[name] = line[len(name):].split("   (--corrected: ")[0].strip()
+    sections = [line[1:-1] for line in out.splitlines() if line.startswith("[")]
+    assert sections == list(recipes.SECTIONS)  # the recipe in sections, each field in exactly one
+    assert sorted(f for names in recipes.SECTIONS.values() for f in names) == sorted(
+        f.name for f in dataclasses.fields(recipe))
     for field in dataclasses.fields(recipe):
         assert field.name in shown, f"--show-recipe does not print {field.name}"
         assert shown[field.name] == str(getattr(recipe, field.name)).strip(), field.name
-    assert "(--corrected: round)" in next(line for line in out.splitlines() if line.startswith("save_cast"))
+    assert "(--corrected: round)" in next(line for line in out.splitlines() if line.lstrip().startswith("save_cast"))
     assert "seed 003" in shown["source"] and "style_weight_twice" in shown["quirks"]
 
 
