@@ -12,6 +12,7 @@ from .optimisers import OPTIMIZER_CLASSES, WholeImageObjective
 from .runtime import tf
 from .start import initial_image
 from .terms import Objective, StyleTarget, gram, layer_masks
+from .tiling import TiledObjective
 from ..errors import UserError
 from ..recipes import term_names, term_weights
 from ..vgg.architecture import deepest_layer
@@ -118,8 +119,6 @@ class TiledTransfer(_Level):
 
     def __init__(self, recipe, content, styles, params, blend=None, seed=0, device="auto", init_image=None,
                  tile=512, threads=None):
-        from .tiling import TiledObjective
-
         reason = untileable(recipe)
         if reason:
             raise UserError(f"{recipe.name} cannot run in tiles: {reason}")

@@ -18,6 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .normalisation import image_files
+from ..errors import UserError
+
 # {(real path, inode, size, mtime ns): sha256}: a file is read once per process until it changes
 _FILE_DIGESTS = {}
 
@@ -115,9 +118,6 @@ def normalise_digests(paths):
     """The digests of the images the network is normalised on, sorted (the set matters, not the names)."""
     if not paths:
         return []
-    from .normalisation import image_files
-    from ..errors import UserError
-
     try:
         files = image_files(paths)
     except UserError:  # the run names the problem; here the paths stand for the set

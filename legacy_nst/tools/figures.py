@@ -31,12 +31,14 @@ import os
 import re
 from dataclasses import dataclass, field, replace
 
+from .batch import run_jobs
 from .. import images, recipes
 from ..atomic import write_text
 from ..errors import UserError
 from ..pictures.sheets import figure_sheet
 from ..runner import identity, sizing
 from ..runner.job import Job, Output
+from ..runner.normalisation import image_files
 from ..vgg.architecture import canonical_layer, conv_layers, deepest_layer, layer_depth
 
 RECIPE = "gatys2016"
@@ -340,8 +342,6 @@ def check_inputs(figure, reference=None):
     if reference is not None:
         images.load_image(str(reference))
     if figure.cells and figure.cells[0].job.normalise_on:
-        from ..runner.normalisation import image_files
-
         image_files(figure.cells[0].job.normalise_on)
 
 
@@ -476,8 +476,6 @@ def cells_table(figure, out_dir, outcome):
 
 def describe_run(figure, settings):
     """The line under the title: size, budget, network, and where the run departs from the paper."""
-    from ..runner.normalisation import image_files
-
     normalise_count = len(image_files(settings.normalise_on)) if settings.normalise_on else 0
     recipe = recipes.get(RECIPE)
     size = settings.size or recipe.size
@@ -517,8 +515,6 @@ def render(figure, out_dir, overwrite=False, say=print, workers=1, ray_address=N
     finished cells are kept and skipped. An interrupt stops the figure (FigureRun.stopped: the batch JobOutcome of
     the first cell it cut); a cell that failed (its loss became non-finite) is recorded and the figure goes
     on."""
-    from .batch import run_jobs
-
     records = {} if overwrite else finished_cells(figure, out_dir, say)
     todo = [cell for cell in figure.cells if cell.name not in records]
     wanted = {cell.name: recorded_as(cell.job) for cell in todo}  # before the run: the files it read

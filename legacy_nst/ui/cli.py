@@ -15,10 +15,13 @@ from . import commands
 from .arguments import (EXIT_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE, PROG, count, finite_float, grid,
                         positive_int, schedule)
 from .commands import COMMANDS
+from .console import Console
 from .other_tools import HINTS, gpu_hint, jcjohnson_hint
 from .. import engine, recipes
 from ..errors import UserError, WriteError
 from ..runner.job import Job, Output, Style
+from ..runner.loop import Terminated
+from ..runner.loop import run as run_job
 
 EXIT_CODES = {"finished": EXIT_OK, "interrupted": EXIT_SIGINT, "terminated": EXIT_SIGTERM,
               "non-finite": EXIT_FAILED, "write-failed": EXIT_FAILED}
@@ -249,8 +252,6 @@ def show_recipe(name):
 @contextlib.contextmanager
 def sigterm_raises():
     def handler(signum, frame):
-        from ..runner.loop import Terminated
-
         raise Terminated()
 
     previous = signal.signal(signal.SIGTERM, handler)
@@ -262,9 +263,6 @@ def sigterm_raises():
 
 def run(args):
     job = make_job(args)
-    from .console import Console
-    from ..runner.loop import run as run_job
-
     console = Console(job.check().output.print_every, quiet=args.quiet)  # a bad value is named before any work
     with sigterm_raises():
         try:
