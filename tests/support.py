@@ -22,6 +22,22 @@ RUN_TRANSFER = ROOT / "run_transfer.py"
 SHARED = ROOT.parent / "shared"
 
 
+
+def small_job_defaults(weights):
+    """The [defaults] of the batch tests' jobs files: 20-evaluation preview jobs at 32 px on `weights`, from
+    noise, over write_pair's content.png and style.png."""
+    return f"""
+[defaults]
+recipe = "preview"
+weights = "{weights}"
+content = "content.png"
+style = "style.png"
+size = 32
+iterations = 20
+lbfgs_maxfun = 5
+init = "noise"
+"""
+
 def run_main(argv, capsys):
     """cli.main in-process: (exit code, stdout, stderr). argparse errors exit via SystemExit."""
     capsys.readouterr()

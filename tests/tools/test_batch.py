@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support import ROOT, cli_command, run_main, write_pair
+from support import ROOT, cli_command, run_main, small_job_defaults, write_pair
 
 import legacy_nst
 from legacy_nst import Job, Output, Style, UserError, liveness
@@ -37,17 +37,7 @@ VICTIM_EVALUATIONS = 150
 
 
 def jobs_toml(weights):
-    return f"""
-[defaults]
-recipe = "preview"
-weights = "{weights}"
-content = "content.png"
-style = "style.png"
-size = 32
-iterations = 20
-lbfgs_maxfun = 5
-init = "noise"
-
+    return small_job_defaults(weights) + f"""
 [[job]]
 name = "victim"
 iterations = {VICTIM_EVALUATIONS}

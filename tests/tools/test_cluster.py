@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support import ROOT, cli_command, write_pair
+from support import ROOT, cli_command, small_job_defaults, write_pair
 
 from legacy_nst.tools import batch
 
@@ -139,24 +139,14 @@ class Cluster:
 
 
 def jobs_toml(weights):
-    return f"""
-[defaults]
-recipe = "preview"
-weights = "{weights}"
-content = "content.png"
-style = "style.png"
-size = 32
-iterations = 20
-lbfgs_maxfun = 5
-init = "noise"
-
+    return small_job_defaults(weights) + """
 [[job]]
 name = "long"
 iterations = 120
 
 [[job]]
 name = "a"
-sweep = {{seed = [1, 2, 3]}}
+sweep = {seed = [1, 2, 3]}
 """
 
 
