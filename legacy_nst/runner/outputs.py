@@ -19,6 +19,14 @@ from ..atomic import atomic_path, temp_name
 from ..errors import UserError, WriteError
 
 
+def name_max(directory):
+    """NAME_MAX of the file system an existing `directory` is on (255 where it cannot be asked)."""
+    try:
+        return os.pathconf(directory, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
+
+
 class OutputPaths:
     def __init__(self, result, levels=1):
         self.result = str(result)
@@ -80,22 +88,25 @@ class OutputPaths:
             self._replaceable.update(fixed + sorted(p for pat in self._series() for p in glob.glob(pat)))
         self._replaceable.add(self.partial)  # a partial image is superseded by anything newer
 
-    def _check_name_lengths(self, series):
-        try:
-            name_max = os.pathconf(self.directory, "PC_NAME_MAX")
-        except (OSError, ValueError):
-            name_max = 255
+    def longest_name(self, series, temporaries=True):
+        """The longest file name (bytes) this run can write: its fixed names, each numbered kind of `series`
+        at its largest number, and (`temporaries`) the temporary names they are first written under."""
         names = [self.result, self.log, self.plot, self.settings, self.grid, self.checkpoint, self.partial,
                  self.lock]
         names += [getattr(self, kind)("9" * len(str(largest))) for kind, largest in series.items() if kind == "scale"]
         names += [getattr(self, kind)("9" * len(str(largest)), self.levels - 1) for kind, largest in series.items()
                   if kind != "scale"]
-        names += [temp_name(p) for p in names]  # the temporary names they are written under first
-        longest = max(names, key=lambda p: len(os.path.basename(p).encode()))
-        if len(os.path.basename(longest).encode()) > name_max:
-            raise UserError(f"--output {self.result}: the name is too long for this file system ({longest} "
-                            f"would need {len(os.path.basename(longest).encode())} of {name_max} bytes); "
-                            "choose a shorter --output")
+        if temporaries:
+            names += [temp_name(p) for p in names]
+        return max(map(os.path.basename, names), key=lambda name: len(name.encode()))
+
+    def _check_name_lengths(self, series):
+        limit = name_max(self.directory)
+        longest = self.longest_name(series)
+        if len(longest.encode()) > limit:
+            raise UserError(f"--output {self.result}: the name is too long for this file system "
+                            f"({os.path.join(self.directory, longest)} would need {len(longest.encode())} of "
+                            f"{limit} bytes); choose a shorter --output")
 
     def claim(self):
         """Take the output names for this process (the lock file); a live owner means refusal."""

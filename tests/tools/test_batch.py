@@ -510,17 +510,21 @@ def test_a_directory_as_content_is_named_a_directory(tmp_path):
         jobsfile.load_jobs(tmp_path / "jobs.toml")
 
 
-@pytest.mark.parametrize("name, message", [
-    ("n" * 300, r"job n{40}\.\.\. \(300 characters\): the name is too long: .* the most this file system allows "
-                r"is 255"),
-    ("n" * 240, r"job n{40}\.\.\. \(240 characters\): the name is too long"),
-    ("summary.json", r"job 'summary.json': the name is one of the batch's own files"),
-    ("Summary.CSV", r"job 'Summary.CSV': the name is one of the batch's own files")])
-def test_a_job_name_that_cannot_name_its_files_is_refused_before_anything_is_written(tmp_path, capsys, name,
+@pytest.mark.parametrize("name, extra, message", [
+    ("n" * 300, "", r"job n{40}\.\.\. \(300 characters\): the name is too long: .* the most this file system "
+                    r"allows is 255"),
+    ("n" * 240, "", r"job n{40}\.\.\. \(240 characters\): the name is too long"),
+    # two levels: its snapshots are NAME_level2_at_evaluation_40.png (258 bytes; 251 without the level),
+    # which the batch's check left to the run to find
+    ("m" * 230, 'scales = "32,48"\n', r"job m{40}\.\.\. \(230 characters\): the name is too long: its file "
+                                     r"m{40}\.\.\. would be 258 bytes"),
+    ("summary.json", "", r"job 'summary.json': the name is one of the batch's own files"),
+    ("Summary.CSV", "", r"job 'Summary.CSV': the name is one of the batch's own files")])
+def test_a_job_name_that_cannot_name_its_files_is_refused_before_anything_is_written(tmp_path, capsys, name, extra,
                                                                                     message):
     write_pair(tmp_path)
     (tmp_path / "jobs.toml").write_text(f'[[job]]\nname = "{name}"\ncontent = "content.png"\nstyle = "style.png"\n'
-                                        'recipe = "preview"\niterations = 40\n')
+                                        f'recipe = "preview"\niterations = 40\n{extra}')
     code, out, err = run_main(["batch", tmp_path / "jobs.toml", "--out", tmp_path / "out"], capsys)
     assert code == 2 and err.count("\n") == 1, err
     assert re.search(message, err), err

@@ -2,7 +2,6 @@
 worker processes or Ray), retries those whose worker died, and keeps the summary after every job."""
 import collections
 import contextlib
-import dataclasses
 import glob
 import os
 import signal
@@ -13,7 +12,7 @@ from pathlib import Path
 from .inline import InlinePool
 from .jobs import check_names, job_key, with_output
 from .lock import BatchLock
-from .outcomes import JobOutcome, Progress
+from .outcomes import RECORDED, JobOutcome, Progress
 from .pools import Died, Task
 from .processes import ProcessPool
 from .ray_pool import RayPool
@@ -100,8 +99,7 @@ def _run(jobs, out_dir, workers, ray_address, on_progress, retries, cpus_per_job
         if record and record.get("status") == "done" and os.path.isfile(job.output.path):
             outcome.key = job_key(job)
         if outcome.key and record.get("key") == outcome.key:
-            fields = {f.name for f in dataclasses.fields(JobOutcome)}
-            outcomes[i] = JobOutcome(**{**{k: v for k, v in record.items() if k in fields}, "skipped": True})
+            outcomes[i] = JobOutcome(**{**{k: v for k, v in record.items() if k in RECORDED}, "skipped": True})
         else:
             tasks.append(Task(i, job))
     counts = collections.Counter(o.status for o in outcomes)

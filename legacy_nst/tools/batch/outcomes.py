@@ -28,7 +28,10 @@ class JobOutcome:
     def record(self):
         """The JSON-able summary entry (no arrays). Shallow: asdict would deep-copy the Result's images, and
         the summary of a large batch is written often."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "result"}
+        return {name: getattr(self, name) for name in RECORDED}
+
+
+RECORDED = tuple(f.name for f in dataclasses.fields(JobOutcome) if f.name != "result")  # a summary's keys
 
 
 @dataclasses.dataclass(frozen=True)
