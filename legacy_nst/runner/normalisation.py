@@ -170,7 +170,8 @@ def normalised_weights(params, network, pooling, image_paths, weights_path, size
         except OSError:
             pass  # a read-only folder: _write_cache says so
     if means is None:
-        progress = tqdm(files, desc="normalising VGG: mean activations", unit="image", leave=False)
+        # a bar on a terminal only (disable=None): a log or a pipe gets no carriage-return lines
+        progress = tqdm(files, desc="normalising VGG: mean activations", unit="image", leave=False, disable=None)
         means = mean_activations(params, network, pooling, sized_images(progress, size), layers, config)
         _write_cache(path, means)
     return rescaled(params, network, means)
