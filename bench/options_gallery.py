@@ -1,13 +1,14 @@
 #!/usr/bin/env python
 """The README's pictures of the options people reach for (issue 10), made by the project itself.
 
-  python bench/options_gallery.py            # docs/options/*.png and docs/options.png (about 3 min, 2 cores)
+  python bench/options_gallery.py            # docs/options/*.png and docs/options.png (about 8 min, 2 cores)
 
-Every picture is the preview recipe (VGG19 blocks 1-3: the genuine partial weights beside this repository)
-on Tübingen with The Starry Night, --size 192 at one level, 100 L-BFGS evaluations, one option changed at a
-time (the result images and the plain run's loss plot are kept in docs/options/); the
-masks picture paints The Starry Night on the left half and The Great Wave on the right (Gram ÷ C·H·W, so
-guided Grams compare). Each run goes through legacy_nst.run(Job(...)).
+Every picture is the jcjohnson recipe (neural-style's defaults) with its `-init image` (init = content) on
+the whole VGG19 (vgg19_full_q8.npz beside this repository: content relu4_2, style relu1_1..relu5_1), on
+Tübingen with The Starry Night, --size 192 at one level, 150 iterations, one option changed at a time (the
+result images and the plain run's loss plot are kept in docs/options/); the masks picture paints The Starry
+Night on the left half and The Great Wave on the right (neural-style's Gram ÷ C·H·W, so guided Grams
+compare). Each run goes through legacy_nst.run(Job(...)).
 """
 import argparse
 import sys
@@ -27,9 +28,9 @@ from legacy_nst.pictures.sheets import contact_sheet  # noqa: E402
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", default=str(SHARED / "weights" / "vgg19_partial_block1-3.npz"))
+    p.add_argument("--weights", default=str(SHARED / "weights" / "vgg19_full_q8.npz"))
     p.add_argument("--size", type=int, default=192)
-    p.add_argument("--iterations", type=int, default=100)
+    p.add_argument("--iterations", type=int, default=150)
     p.add_argument("--out", default=str(ROOT / "docs" / "options"))
     args = p.parse_args()
     out = Path(args.out)
@@ -51,8 +52,8 @@ def main():
     }
     tiles = []
     for label, changes in runs.items():
-        settings = dict(content=tubingen, styles=[Style(starry)], recipe="preview", weights=args.weights,
-                        overrides={"size": args.size, "iterations": args.iterations}, device="cpu",
+        settings = dict(content=tubingen, styles=[Style(starry)], recipe="jcjohnson", weights=args.weights,
+                        overrides={"size": args.size, "iterations": args.iterations, "init": "content"}, device="cpu",
                         schedule=(args.size,),  # one level, so each picture shows one option alone
                         output=Output(str(out / (label.split(" (")[0].replace(" ", "_") + ".png")), overwrite=True))
         settings.update(changes)

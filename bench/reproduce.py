@@ -2,22 +2,26 @@
 """Run every recipe the available weights allow, on the sources' own image pairs; write a contact sheet and a
 markdown table of the final loss terms, evaluations and seconds.
 
-  python bench/reproduce.py                         # here: the partial VGG19 (blocks 1-3), shallow variants
-  python bench/reproduce.py --weights-dir DIR       # DIR holds the canonical Keras .h5 files: source layers
-  python bench/reproduce.py --weights-dir DIR --settings source   # and the sources' sizes and iterations
+  python bench/reproduce.py                         # here: the whole VGG19 (vgg19_full_q8.npz), source layers
+  python bench/reproduce.py --weights-dir DIR       # DIR holds the canonical Keras .h5 files
+  python bench/reproduce.py --full '' --partial P   # only the partial VGG19 (blocks 1-3): shallow variants
+  python bench/reproduce.py --settings source       # the sources' own sizes and iterations (hours on a CPU)
 
-Weights. A recipe whose network's canonical file is in --weights-dir runs with its own layers. Otherwise, if
-the partial VGG19 (vgg19_partial_block1-3.npz: block1_conv1 .. block3_conv4) is there, it runs as a
-"shallow variant": its losses, forms, weights and optimiser unchanged, its layers moved into blocks 1-3
-(SHALLOW below; hvass-vgg16's algorithm then runs on VGG19, as there are no VGG16 weights).
+Weights, in this order. A recipe whose network's canonical file is in --weights-dir runs on it with its
+own layers. Else, with --full (default: shared/weights/vgg19_full_q8.npz, the genuine Keras VGG19 with
+blocks 4-5 in 8-bit taps), a VGG19 recipe runs on it with its own layers ("whole VGG19"), and
+hvass-vgg16's algorithm runs on VGG19 with the same-named layers of VGG16's 13 (there are no VGG16
+weights). Else, with the partial VGG19 (vgg19_partial_block1-3.npz: block1_conv1 .. block3_conv4), it runs
+as a "shallow variant": its losses, forms, weights and optimiser unchanged, its layers moved into blocks 1-3
+(SHALLOW below).
 
 Settings. "reduced" (the default) shrinks image sizes and iteration counts so that the whole script runs
-in about 10 minutes on 2 shared CPU cores (REDUCED below; every label and the table say so); "source"
-keeps each recipe's own size and iterations (hours on a CPU).
+in about 20 minutes on 2 CPU cores (REDUCED below; every label and the table say so); "source" keeps each
+recipe's own size and iterations (hours on a CPU).
 
 Adjusted. Where a shallow variant's as-source result looked broken on the sheet (ADJUSTED below: seed 004's
 faint noise texture), it runs a second time with the stated changes; both results are shown and the table
-says why.
+says why. Recipes whose --corrected run differs visibly (CORRECTED_SHOWN) are shown beside it.
 
 Images (shared/images): tf-eager-blog uses seed 000's own pair, the green sea turtle and Hokusai's Great
 Wave; every other recipe uses the paper's Fig. 2 pair, Tübingen (Neckarfront) and Van Gogh's Starry Night
@@ -44,7 +48,9 @@ from legacy_nst.vgg import weights  # noqa: E402
 from legacy_nst.vgg.architecture import conv_layers  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
+CPU = "AVX-512" if " avx512f" in Path("/proc/cpuinfo").read_text() else "AVX2, no AVX-512"
 PARTIAL_NAME = "vgg19_partial_block1-3.npz"
+FULL_NAME = "vgg19_full_q8.npz"
 PAIRS = {
     "turtle": ("Green_Sea_Turtle_grazing_seagrass.jpg", "The_Great_Wave_off_Kanagawa.jpg",
                "turtle + Great Wave (seed 000)"),
@@ -67,9 +73,18 @@ SHALLOW = {
     "keras-gd-noise": dict(style_layers=("block3_conv1", "block2_conv1"),  # block5/4_conv1 dropped
                            style_layer_weights=(1 / 4, 1 / 5)),  # their 1/(i+2) in the seed's list
     "gatys2016": dict(content_layers=("block3_conv2",),  # conv4_2
-                      style_layers=("block1_conv1", "block2_conv1", "block3_conv1")),  # w_l = 1/3
+                      style_layers=("block1_conv1", "block2_conv1", "block3_conv1")),  # w_l = 1 each
+    "jcjohnson": dict(content_layers=("block3_conv2",),  # relu4_2
+                      style_layers=("block1_conv1", "block2_conv1", "block3_conv1")),  # full strength each
+    "gatys-code": dict(content_layers=("block3_conv2",),  # r42
+                       style_layers=("block1_conv1", "block2_conv1", "block3_conv1"),
+                       style_layer_weights=tuple(1e3 / n**2 for n in (64, 128, 256))),  # 1e3/n² as its own
 }
-# Reduced sizes and evaluation budgets (about 10 minutes in all on 2 shared cores), and what each replaces.
+# On the whole VGG19: hvass-vgg16's VGG16 layers by the same names in VGG19 (content conv3_1; style its 13
+# convs: VGG19's block3_conv4, block4_conv4 and block5_conv4 are left out); the VGG19 recipes unchanged.
+WHOLE = {"hvass-vgg16": dict(network="vgg19", content_layers=("block3_conv1",),
+                             style_layers=tuple(name for name in conv_layers("vgg19") if not name.endswith("conv4")))}
+# Reduced sizes and evaluation budgets (about 20 minutes in all on 2 cores), and what each replaces.
 REDUCED = {
     "preview": (dict(size=256), "256 px (320)"),
     "tf-eager-blog": (dict(size=256, iterations=150), "256 px (512), 150 Adam steps (1000)"),
@@ -78,7 +93,10 @@ REDUCED = {
     # 1500 steps of 0.01 -> 150 of 0.1: the same path length; seed 004's native size -> long side 256
     "keras-gd-noise": (dict(size=256, size_mode="long-side", iterations=150, learning_rate=0.1),
                        "long side 256 (native), 150 steps of 0.1 (1500 of 0.01, same path)"),
-    "gatys2016": (dict(size=256, iterations=150), "256 px (512), 150 L-BFGS evals (1000)"),
+    "gatys2016": (dict(size=256, iterations=200), "256 px (512), 200 L-BFGS evals (1000)"),
+    "jcjohnson": (dict(size=256, iterations=200), "256 px (512), 200 iterations (1000)"),
+    "gatys-code": (dict(size=192, iterations=160, high_res_size=320, high_res_iterations=60),
+                   "short side 192 (512), 160 evals (520), then 320 px (800), 60 evals (220)"),
 }
 # Shallow variants whose as-source result looked broken on the sheet run a second time with these changes;
 # both are shown. name: (changes, label line, settings text, note on the as-source run, why).
@@ -108,7 +126,7 @@ class Plan:
     name: str
     overrides: dict  # recipe fields changed from recipes.RECIPES[name] (the job's overrides)
     weights_path: Path
-    variant: str  # "source layers" | "shallow variant"
+    variant: str  # "source layers" | "whole VGG19" | "shallow variant"
     settings: str
     pair: str
     note: str = ""
@@ -128,7 +146,7 @@ class Plan:
                    device="cpu", name=self.name, corrected=self.corrected)
 
 
-def plan_runs(weights_dir, partial, settings, only, forced):
+def plan_runs(weights_dir, full, partial, settings, only, forced):
     """The runs, each checked now (a bad override fails before anything runs); `forced` overrides all."""
     plans, skipped = [], []
     for name in only or recipes.RECIPES:
@@ -137,13 +155,18 @@ def plan_runs(weights_dir, partial, settings, only, forced):
         changes, note = {}, ""
         if canonical is not None and canonical.is_file():
             path, variant = canonical, "source layers"
+        elif full is not None and full.is_file():
+            path, variant = full, "whole VGG19"
+            changes.update(WHOLE.get(name, {}))
+            if recipe.network != "vgg19":
+                note = f"{recipe.network.upper()} algorithm on VGG19, VGG16's layers (no {recipe.network.upper()} weights)"
         elif partial is not None and partial.is_file():
             path, variant = partial, "shallow variant"
             changes.update(SHALLOW[name])
             if recipe.network != "vgg19":
                 note = f"{recipe.network.upper()} algorithm on VGG19 blocks 1-3 (no {recipe.network.upper()} weights)"
         else:
-            skipped.append(f"{name}: no {recipe.network} weights in {weights_dir} and no {PARTIAL_NAME}")
+            skipped.append(f"{name}: no {recipe.network} weights in {weights_dir}, no {FULL_NAME}, no {PARTIAL_NAME}")
             continue
         if settings == "reduced":
             changes.update(REDUCED[name][0])
@@ -154,9 +177,10 @@ def plan_runs(weights_dir, partial, settings, only, forced):
             what = ", ".join(f"{k} {v}" for k, v in forced.items()) + " (forced)"
         plan = Plan(name, {**changes, **forced}, path, variant, what, IMAGES_FOR.get(name, "tubingen"), note)
         plans.append(plan)
-        if variant == "shallow variant" and name in ADJUSTED:
+        if name in ADJUSTED:
             extra, line, adjusted_settings, base_note, why = ADJUSTED[name]
             plans[-1] = dataclasses.replace(plan, note="; ".join(filter(None, [note, base_note])))
+        if variant == "shallow variant" and name in ADJUSTED:
             plans.append(dataclasses.replace(
                 plan, overrides={**changes, **extra, **forced}, adjusted=line, why=why,
                 settings=adjusted_settings if settings == "reduced" and not forced else what))
@@ -191,6 +215,8 @@ def label_for(plan):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--weights-dir", help="folder with the canonical Keras VGG .h5 files (source layers)")
+    p.add_argument("--full", default=str(SHARED / "weights" / FULL_NAME),
+                   help="the whole VGG19 for source layers ('' for none; default: shared/weights/%(default)s)")
     p.add_argument("--partial", default=str(SHARED / "weights" / PARTIAL_NAME),
                    help="the partial VGG19 for shallow variants (default: shared/weights/%(default)s)")
     p.add_argument("--images", default=str(SHARED / "images"), help="folder with the seeds' images")
@@ -206,12 +232,12 @@ def main(argv=None):
 
     images_dir = Path(args.images)
     forced = {k: v for k, v in (("size", args.size), ("iterations", args.iterations)) if v is not None}
-    plans, skipped = plan_runs(args.weights_dir, Path(args.partial) if args.partial else None, args.settings,
-                               args.recipes, forced)
+    plans, skipped = plan_runs(args.weights_dir, Path(args.full) if args.full else None,
+                               Path(args.partial) if args.partial else None, args.settings, args.recipes, forced)
     for line in skipped:
         print(f"skipped {line}", file=sys.stderr)
     if not plans:
-        print("no recipe can run: give --weights-dir with the canonical files or --partial", file=sys.stderr)
+        print("no recipe can run: give --weights-dir with the canonical files, --full or --partial", file=sys.stderr)
         return 2
 
     # the inputs first, then one tile per result
@@ -249,16 +275,17 @@ def main(argv=None):
         "# Reproduction: every recipe on the weights available",
         "",
         f"Made by `python bench/reproduce.py` ({args.settings} settings) in {elapsed / 60:.1f} minutes on "
-        f"{os.cpu_count()} CPU cores; sheet: `{Path(args.sheet).name}`.",
+        f"{os.cpu_count()} CPU cores ({CPU}); sheet: `{Path(args.sheet).name}`.",
         "Final terms are the raw content / style / tv terms measured on the image returned (the lowest-loss",
         "evaluation for recipes that keep the best, else the last evaluation); total = weighted sum as the recipe",
-        "defines it; seconds include building the graph. A *shallow variant* runs the recipe's losses, weights",
-        "and optimiser with its layers moved into VGG19 blocks 1-3 (the only genuine weights here): its numbers",
-        "are not the source's and its look is shallower (finer texture).",
+        "defines it; seconds include building the graph. *Whole VGG19* runs on `vgg19_full_q8.npz` (the genuine",
+        "Keras VGG19, blocks 4-5 with 8-bit taps: features within a few percent of the float network) with each",
+        "source's own layers. A *shallow variant* runs the recipe's losses, weights and optimiser with its layers",
+        "moved into VGG19 blocks 1-3: its numbers are not the source's and its look is shallower (finer texture).",
         "",
         *table,
         "",
-        *(f"- {p.name}, {p.adjusted}: {p.why}." for p in plans if p.adjusted),
+        *(f"- {p.name}, {p.adjusted}: {p.why}." for p in plans if p.adjusted and p.why),
         *(f"- skipped {line}" for line in skipped),
     ]) + "\n"
     Path(args.table).write_text(text, encoding="utf8")

@@ -89,7 +89,10 @@ RECIPES = {r.name: r for r in (
                "E = Σ(G − A)² / (4N²M²), α/β = 1e-3 (Fig. 3B). The paper's VGG was rescaled so every "
                "filter's mean ImageNet activation is 1; the Keras weights are not: Job(normalise_on=IMAGES) "
                "(figure --normalise-on) rescales them so α/β means the paper's, without it the same α/β "
-               "weighs style differently. Iteration count not given: 1000 L-BFGS evaluations "
+               "weighs style differently; on the whole Keras VGG19 as it ships, α/β = 1e-3 gives the paper's "
+               "look at 256 px and up. The content term sums over positions and the style term does not, so "
+               "a smaller --size weighs style more (figure keeps the 512 px balance: α × (512/size)²). "
+               "Iteration count not given: 1000 L-BFGS evaluations "
                "as jcjohnson/neural-style; white-noise init N(0, 1e-3) around the mean, as jcjohnson.",
         pooling="avg", size=512, content_layers=("block4_conv2",), content_form="half-sum",
         gram_norm="raw", style_form="sum", style_norm="layer", content_weight=1.0, style_weight=1e3,

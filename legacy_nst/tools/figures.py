@@ -83,6 +83,13 @@ class Settings:
     device: str = "auto"
     content_layer: str | None = None  # figures 2, 3, init: instead of the paper's conv4_2 (labelled)
     style_layers: tuple = ()  # figures 2, init: instead of the paper's conv1_1 ... conv5_1 (labelled)
+    # At a size other than the recipe's 512, α × (512 / size)² (labelled): the paper's content term
+    # ½Σ(F − P)² sums over the M positions of a layer while its style term E_l is divided by M², so the
+    # share of the two moves with the image's area. Measured on the whole VGG19 (Tübingen × Starry Night,
+    # 128 px, 150 evaluations from noise): with α/β = 10⁻³ unchanged the weighted style term is 127 × the
+    # content term at the start and the result a texture without the houses; with α × 16 it is 8 × and the
+    # result has the paper's look, the houses in the painting's strokes. False: the paper's α as written.
+    keep_balance: bool = True
 
 
 @dataclass(frozen=True)
@@ -124,9 +131,21 @@ def _layer_range(layers):
     return short(layers[0]) if len(layers) == 1 else f"{short(layers[0])} … {short(layers[-1])}"
 
 
+def balance_factor(settings):
+    """The factor on α that keeps the recipe's own size's balance at settings.size (Settings.keep_balance)."""
+    recipe = recipes.get(RECIPE)
+    if not (settings.keep_balance and settings.size) or settings.size == recipe.size:
+        return 1.0
+    return (recipe.size / settings.size) ** 2
+
+
 def _job(settings, name, content, styles, seed=0, **overrides):
     if settings.size:
         overrides["size"] = settings.size
+    factor = balance_factor(settings)
+    recipe = recipes.get(RECIPE)
+    if factor != 1.0 and overrides.get("style_weight", recipe.style_weight) != 0.0:  # content-only: no balance
+        overrides["content_weight"] = overrides.get("content_weight", recipe.content_weight) * factor
     if settings.iterations:
         overrides["iterations"] = settings.iterations
     return Job(content=os.path.abspath(content), styles=tuple(os.path.abspath(s) for s in styles), recipe=RECIPE,
@@ -482,7 +501,13 @@ def describe_run(figure, settings):
     iterations = settings.iterations or recipe.iterations
     network = (f"VGG19 normalised on {normalise_count} image{'s' * (normalise_count != 1)}" if normalise_count
                else "VGG19 as Keras ships it (not normalised: α/β weigh differently from the paper's)")
-    return "; ".join([f"{size} px, {iterations} L-BFGS evaluations per cell, {network}"] + list(figure.notes))
+    factor = balance_factor(settings)
+    balanced = factor != 1.0 and any((r := cell.job.resolved_recipe()).content_weight and r.style_weight
+                                     for cell in figure.cells)
+    balance = ([f"α × {factor:g} = ({recipe.size}/{size})², the balance of {recipe.size} px (the content term grows "
+                "with the image's area, the style term does not)"] if balanced else [])
+    return "; ".join([f"{size} px, {iterations} L-BFGS evaluations per cell, {network}"] + balance
+                     + list(figure.notes))
 
 
 def sheet(figure, out_dir, outcome, subtitle="", reference=None):

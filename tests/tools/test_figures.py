@@ -76,6 +76,38 @@ def test_init_figure_starts_from_content_style_and_noise_seeds():
     assert {recipe_of(fig, 0, k).style_weight for k in range(6)} == {1e3}
 
 
+def test_a_reduced_figure_keeps_the_balance_the_paper_has_at_512_px(real_weights):
+    """The paper's content term sums over a layer's positions, its style term does not: at 128 px α is
+    multiplied by (512/128)², on the sheet, so a cell weighs content and style as at 512 px (off: as written)."""
+    small = figures.Settings(size=128)
+    fig = figures.build("3", TUEBINGEN, [STARRY], small)
+    for c, ratio in enumerate((1e-5, 1e-4, 1e-3, 1e-2)):
+        recipe = recipe_of(fig, 0, c)
+        assert recipe.content_weight / recipe.style_weight == pytest.approx(16 * ratio, rel=1e-12)
+    assert "α × 16 = (512/128)²" in figures.describe_run(fig, small)
+    one = figures.build("1", TUEBINGEN, [STARRY], small)  # a term alone has no balance to keep
+    assert recipe_of(one, 0, 0).content_weight == 1 and recipe_of(one, 1, 0).content_weight == 0
+    assert "α ×" not in figures.describe_run(one, small)
+    as_written = figures.Settings(size=128, keep_balance=False)
+    plain = figures.build("3", TUEBINGEN, [STARRY], as_written)
+    assert recipe_of(plain, 0, 0).content_weight / recipe_of(plain, 0, 0).style_weight == pytest.approx(1e-5)
+    assert "α ×" not in figures.describe_run(plain, as_written)
+
+    # measured at the first evaluation (from noise, partial VGG19, content conv3_2, style conv1_1..conv3_1):
+    # weighted style ÷ content 1.26 at 32 px and 1.86 at 128 px kept, 324 and 30 as written (AVX-512 EPYC)
+    balance = {}
+    for keep in (True, False):
+        for size in (32, 128):
+            settings = figures.Settings(size=size, iterations=1, weights=str(real_weights), content_layer="conv3_2",
+                                        keep_balance=keep)
+            first = []
+            run(figures.build("3", TUEBINGEN, [STARRY], settings).jobs[2, 2],
+                lambda e: first.append(e) if isinstance(e, Evaluation) and not first else None)
+            balance[keep, size] = first[0].weighted["style"] / first[0].weighted["content"]
+    assert 0.5 < balance[True, 32] / balance[True, 128] < 2
+    assert balance[False, 32] / balance[False, 128] > 5
+
+
 def test_weights_decide_which_cells_run_and_never_the_papers_layers():
     fig = figures.build("3", TUEBINGEN, [STARRY], figures.Settings(content_layer="conv3_2"))
     fitted = figures.fit_to_weights(fig, PARTIAL)

@@ -1,6 +1,7 @@
 """`run_transfer.py figure N --content PATH --style PATH [PATH ...] --out DIR`: one figure of Gatys, Ecker &
 Bethge (CVPR 2016) with the paper's settings per cell (legacy_nst.tools.figures): DIR/cells/NAME.png per cell,
 DIR/cells.csv and DIR/sheet.png. Rerunning the same command continues an interrupted figure."""
+import argparse
 import dataclasses
 import sys
 
@@ -20,6 +21,10 @@ def build_parser(p):
     p.add_argument("--size", type=positive_int, metavar="N", help="long side in pixels (default: the recipe's 512)")
     p.add_argument("--iterations", type=positive_int, metavar="N",
                    help="L-BFGS evaluations per cell (default: the recipe's 1000)")
+    p.add_argument("--keep-balance", action=argparse.BooleanOptionalAction, default=True,
+                   help="at a --size other than 512, multiply α by (512/size)^2 so content and style keep "
+                        "the balance they have at the paper's 512 px (its content term grows with the image's "
+                        "area, its style term does not; on the sheet); --no-keep-balance: α as the paper's")
     p.add_argument("--weights", metavar="PATH", help="VGG19 weight file (default: found or downloaded)")
     p.add_argument("--reference", metavar="PATH", help="your copy of the paper's figure, shown beside the sheet")
     p.add_argument("--normalise-on", metavar="PATH", nargs="+", default=[],
@@ -42,7 +47,7 @@ def build_parser(p):
 def main(args):
     settings = figures.Settings(size=args.size, iterations=args.iterations, normalise_on=tuple(args.normalise_on),
                                 device=args.device, content_layer=args.content_layer,
-                                style_layers=tuple(args.style_layers))
+                                style_layers=tuple(args.style_layers), keep_balance=args.keep_balance)
     figure = figures.build(args.figure, args.content, args.style, settings)  # usage errors before any file
     path = weights.resolve("vgg19", args.weights)
     figure = figures.build(args.figure, args.content, args.style,
