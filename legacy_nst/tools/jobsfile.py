@@ -45,8 +45,9 @@ TOP_KEYS = ("defaults", "sweep", "job")
 NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._+=,-]+")
 # The most jobs a file may expand to, refused from the sweep's size before anything is enumerated: a
 # [sweep] of 1000 x 1000 x 1000 was enumerated (memory rising, no answer after 60 s). A million is four
-# times the 257 000 jobs of a 50 MB JSON Lines file, which loads in 41 s on 2 AVX2 EPYC cores shared with
-# a load of 8 (issue 20.10; 2.8 ms a job before each distinct value was converted once).
+# times the 257 000 jobs of a 50 MB JSON Lines file, which loads in 7.8 s and reaches its first job after
+# 18.7 s on 2 quiet AVX-512 EPYC cores (issue 20.10; 2.8 ms a job before each distinct value was converted
+# once: 12 minutes).
 MAX_JOBS = 1_000_000
 
 
