@@ -2,6 +2,8 @@
 """The engine against what a user would pick instead: the same objective in PyTorch, side by side, ONE run.
 
   pip install -e .[bench]                        # PyTorch, for this bench only (never a runtime dependency)
+  pip uninstall triton                           # PyPI's CUDA wheel: torch.compile segfaulted importing
+                                                 # Triton beside TensorFlow (the CPU inductor needs none)
   python bench/peers.py                          # both objectives at 512 and 1024 px, 5 rounds
   python bench/peers.py --objectives shallow --sizes 512 --rounds 3
   python bench/peers.py --engine-convs transposed,plain    # the engine under each convolution formulation
