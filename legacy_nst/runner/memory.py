@@ -49,8 +49,8 @@ TILED_IMAGE_ARRAYS = 7.21
 RUN_OVERHEAD = 96 * 2**20
 # The bound's headroom over the model, for what differs between CPU kinds and between runs: the fit is within
 # ±6 % of its calibration runs on an AVX-512 Xeon, two runs of one size there differed by up to 8 %, and on an
-# AVX2 EPYC whole runs measured 0.82-0.91 of the bound (9 runs: L-BFGS, Adam, descent, tiles, 256-2048 px;
-# bench/memory.py --parts verify, bench/README.md).
+# AVX2 EPYC whole runs measured 0.82-0.91 of the bound, on an AVX-512 EPYC 0.84-0.92 (10 runs each: L-BFGS,
+# Adam, descent, tiles, 256-2048 px; bench/memory.py --parts verify, bench/README.md).
 MARGIN = 1.10
 # Address space is not resident memory: `ulimit -v` (RLIMIT_AS) limits what a process maps, and TensorFlow maps
 # far more than it touches, more with each CPU thread. Measured on the 2-core AVX2 EPYC (bench/memory.py --parts
