@@ -180,10 +180,10 @@ def plan_runs(weights_dir, full, partial, settings, only, forced):
         if name in ADJUSTED:
             extra, line, adjusted_settings, base_note, why = ADJUSTED[name]
             plans[-1] = dataclasses.replace(plan, note="; ".join(filter(None, [note, base_note])))
-        if variant == "shallow variant" and name in ADJUSTED:
-            plans.append(dataclasses.replace(
-                plan, overrides={**changes, **extra, **forced}, adjusted=line, why=why,
-                settings=adjusted_settings if settings == "reduced" and not forced else what))
+            if variant == "shallow variant":
+                plans.append(dataclasses.replace(
+                    plan, overrides={**changes, **extra, **forced}, adjusted=line, why=why,
+                    settings=adjusted_settings if settings == "reduced" and not forced else what))
         if name in CORRECTED_SHOWN:
             plans.append(dataclasses.replace(plan, corrected=True, adjusted=CORRECTED_SHOWN[name]))
     for plan in plans:  # every override checked now (UserError naming the field), not after minutes of runs
